@@ -1,0 +1,352 @@
+//! [`Config`] and its builder: where chunks and files go, hooks, limits, policies.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha1::{Digest, Sha1};
+
+use crate::dialect::Dialects;
+use crate::sanitize::sanitize_filename;
+
+/// What to do when the destination of an assembled file already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ConflictPolicy {
+    /// Leave the existing file alone and fail with [`Error::Conflict`](crate::Error::Conflict)
+    /// (409).
+    #[default]
+    Refuse,
+    /// Replace the existing file atomically.
+    Overwrite,
+    /// Pick a free name next to it: `report.pdf`, `report (1).pdf`, `report (2).pdf`, ...
+    Rename,
+}
+
+/// Size and count limits. `None` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest file, in bytes (default: unlimited).
+    pub max_file_size: Option<u64>,
+    /// Largest chunk body, in bytes (default: 128 MiB). flow.js and resumable.js make the last
+    /// chunk up to twice their chunk size, so allow for it.
+    pub max_chunk_size: u64,
+    /// Most chunks in one file (default: 1 000 000).
+    pub max_chunks: u64,
+    /// Most unfinished uploads one scope may have at once (default: unlimited).
+    pub max_uploads_per_scope: Option<u64>,
+    /// Most bytes one scope may have stored but not yet assembled (default: unlimited).
+    pub max_pending_bytes_per_scope: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_file_size: None,
+            max_chunk_size: 128 * 1024 * 1024,
+            max_chunks: 1_000_000,
+            max_uploads_per_scope: None,
+            max_pending_bytes_per_scope: None,
+        }
+    }
+}
+
+/// Facts about an upload, given to the destination callback and returned by status queries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadInfo {
+    /// The caller's scope.
+    pub scope: String,
+    /// The client's upload identifier.
+    pub identifier: String,
+    /// The storage key (the hash-name callback's result).
+    pub key: String,
+    /// The file name as the client sent it.
+    pub filename: String,
+    /// The relative path as the client sent it.
+    pub relative_path: String,
+    /// The file's size, when the widget declares it.
+    pub total_size: Option<u64>,
+    /// Number of chunks.
+    pub total_chunks: u64,
+    /// Nominal chunk size, when the widget declares it.
+    pub chunk_size: Option<u64>,
+}
+
+/// Chooses the destination path of an assembled file.
+pub type DestinationFn = dyn Fn(&UploadInfo) -> PathBuf + Send + Sync;
+/// Maps `(scope, identifier)` to a storage key.
+pub type HashNameFn = dyn Fn(&str, &str) -> String + Send + Sync;
+/// Transforms one chunk while the file is assembled: `(chunk index, chunk bytes, output)`.
+pub type PreprocessFn = dyn Fn(u64, &mut dyn Read, &mut dyn Write) -> io::Result<()> + Send + Sync;
+/// Called once per assembled file, after it is published.
+pub type AssembledFn = dyn Fn(&crate::Assembled) + Send + Sync;
+
+/// The configuration of an [`Uploads`](crate::Uploads) instance. Build it with
+/// [`Config::builder`].
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) temp_dir: PathBuf,
+    pub(crate) destination: Arc<DestinationFn>,
+    pub(crate) hash_name: Arc<HashNameFn>,
+    pub(crate) preprocess: Option<Arc<PreprocessFn>>,
+    pub(crate) on_assembled: Option<Arc<AssembledFn>>,
+    pub(crate) delete_chunks_on_save: bool,
+    pub(crate) limits: Limits,
+    pub(crate) conflict: ConflictPolicy,
+    pub(crate) expire_after: Duration,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) sync_chunks: bool,
+    pub(crate) dialects: Dialects,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("temp_dir", &self.temp_dir)
+            .field("preprocess", &self.preprocess.is_some())
+            .field("on_assembled", &self.on_assembled.is_some())
+            .field("delete_chunks_on_save", &self.delete_chunks_on_save)
+            .field("limits", &self.limits)
+            .field("conflict", &self.conflict)
+            .field("expire_after", &self.expire_after)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("sync_chunks", &self.sync_chunks)
+            .field("dialects", &self.dialects)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Starts a configuration: chunks are kept under `temp_dir` (one directory per upload), and
+    /// assembled files go to `destination_dir` under their [sanitized](crate::sanitize_filename)
+    /// file name (see [`ConfigBuilder::destination`] for any other choice).
+    ///
+    /// Keep `temp_dir` on the same filesystem as the destination: assembled files are published
+    /// by rename.
+    pub fn builder(temp_dir: impl Into<PathBuf>, destination_dir: impl Into<PathBuf>) -> ConfigBuilder {
+        let dir: PathBuf = destination_dir.into();
+        ConfigBuilder {
+            config: Config {
+                temp_dir: temp_dir.into(),
+                destination: Arc::new(move |info: &UploadInfo| {
+                    dir.join(sanitize_filename(&info.filename))
+                }),
+                hash_name: Arc::new(default_hash_name),
+                preprocess: None,
+                on_assembled: None,
+                delete_chunks_on_save: true,
+                limits: Limits::default(),
+                conflict: ConflictPolicy::default(),
+                expire_after: Duration::from_secs(2 * 24 * 3600),
+                lock_timeout: Duration::from_secs(60),
+                sync_chunks: false,
+                dialects: Dialects::default(),
+            },
+        }
+    }
+
+    /// The directory holding the chunks of unfinished uploads.
+    pub fn temp_dir(&self) -> &Path {
+        &self.temp_dir
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether chunks are deleted once their file is assembled.
+    pub fn delete_chunks_on_save(&self) -> bool {
+        self.delete_chunks_on_save
+    }
+
+    /// The conflict policy for existing destinations.
+    pub fn conflict_policy(&self) -> ConflictPolicy {
+        self.conflict
+    }
+
+    /// How long an upload may stay idle before [`Uploads::sweep`](crate::Uploads::sweep)
+    /// removes it.
+    pub fn expire_after(&self) -> Duration {
+        self.expire_after
+    }
+
+    /// The dialects requests are parsed with.
+    pub fn dialects(&self) -> &Dialects {
+        &self.dialects
+    }
+
+    /// The storage key of `identifier` in `scope`, as the hash-name callback computes it.
+    pub fn storage_key(&self, scope: &str, identifier: &str) -> String {
+        (self.hash_name)(scope, identifier)
+    }
+
+    /// Where the file of `upload` is assembled.
+    pub fn destination(&self, upload: &UploadInfo) -> PathBuf {
+        (self.destination)(upload)
+    }
+}
+
+/// The default hash-name callback: SHA-1 hex of the identifier when the scope is empty (the
+/// naming of flowjs and flow-php-server), otherwise of the scope's length as 8 little-endian
+/// bytes, the scope, and the identifier, so that no two (scope, identifier) pairs share a key.
+pub fn default_hash_name(scope: &str, identifier: &str) -> String {
+    let mut hasher = Sha1::new();
+    if !scope.is_empty() {
+        hasher.update((scope.len() as u64).to_le_bytes());
+        hasher.update(scope.as_bytes());
+    }
+    hasher.update(identifier.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Builds a [`Config`]; see [`Config::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// Chooses each assembled file's path with a function of the upload (replaces the
+    /// destination directory). The function should not use client strings in paths unsanitized;
+    /// [`sanitize_filename`](crate::sanitize_filename) helps.
+    pub fn destination(mut self, f: impl Fn(&UploadInfo) -> PathBuf + Send + Sync + 'static) -> Self {
+        self.config.destination = Arc::new(f);
+        self
+    }
+
+    /// Replaces the hash-name callback, which maps `(scope, identifier)` to the name of the
+    /// upload's storage directory. Its result must be 1-128 characters of `[A-Za-z0-9_-]`,
+    /// otherwise requests fail with [`Error::InvalidStorageKey`](crate::Error::InvalidStorageKey).
+    pub fn hash_name(mut self, f: impl Fn(&str, &str) -> String + Send + Sync + 'static) -> Self {
+        self.config.hash_name = Arc::new(f);
+        self
+    }
+
+    /// Sets a pre-process hook, run on each chunk as the file is assembled: it reads the chunk
+    /// and writes what goes into the file (decrypt, scan, transform). Without a hook chunks are
+    /// copied in the kernel.
+    pub fn preprocess(
+        mut self,
+        f: impl Fn(u64, &mut dyn Read, &mut dyn Write) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.preprocess = Some(Arc::new(f));
+        self
+    }
+
+    /// Sets a callback run once per assembled file, after it is published.
+    pub fn on_assembled(mut self, f: impl Fn(&crate::Assembled) + Send + Sync + 'static) -> Self {
+        self.config.on_assembled = Some(Arc::new(f));
+        self
+    }
+
+    /// Whether chunks are deleted once the file is assembled (default `true`). With `false` the
+    /// chunks stay until the upload expires.
+    pub fn delete_chunks_on_save(mut self, delete: bool) -> Self {
+        self.config.delete_chunks_on_save = delete;
+        self
+    }
+
+    /// Largest file accepted, in bytes.
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.config.limits.max_file_size = Some(bytes);
+        self
+    }
+
+    /// Largest chunk body accepted, in bytes.
+    pub fn max_chunk_size(mut self, bytes: u64) -> Self {
+        self.config.limits.max_chunk_size = bytes;
+        self
+    }
+
+    /// Most chunks in one file.
+    pub fn max_chunks(mut self, chunks: u64) -> Self {
+        self.config.limits.max_chunks = chunks;
+        self
+    }
+
+    /// Most unfinished uploads one scope may have at once.
+    pub fn max_uploads_per_scope(mut self, uploads: u64) -> Self {
+        self.config.limits.max_uploads_per_scope = Some(uploads);
+        self
+    }
+
+    /// Most bytes one scope may have stored but not yet assembled.
+    pub fn max_pending_bytes_per_scope(mut self, bytes: u64) -> Self {
+        self.config.limits.max_pending_bytes_per_scope = Some(bytes);
+        self
+    }
+
+    /// Replaces all limits at once.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// What to do when a destination exists (default [`ConflictPolicy::Refuse`]).
+    pub fn on_conflict(mut self, policy: ConflictPolicy) -> Self {
+        self.config.conflict = policy;
+        self
+    }
+
+    /// How long an upload may stay idle (no chunk stored or streaming) before the sweep removes
+    /// it (default 2 days).
+    pub fn expire_after(mut self, age: Duration) -> Self {
+        self.config.expire_after = age;
+        self
+    }
+
+    /// How long a request waits for another request holding the same upload's lock (an
+    /// assembly in progress, say) before failing with [`Error::Busy`](crate::Error::Busy)
+    /// (default 60 s).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.config.lock_timeout = timeout;
+        self
+    }
+
+    /// Whether each chunk is flushed to stable storage (`fsync`) before it counts as present
+    /// (default `false`: a chunk survives a crash of the process, and the assembled file is
+    /// always synced, but a power loss may lose chunks stored in the last seconds, which the
+    /// widget then uploads again).
+    pub fn sync_chunks(mut self, sync: bool) -> Self {
+        self.config.sync_chunks = sync;
+        self
+    }
+
+    /// The dialects requests are parsed with, in detection order.
+    pub fn dialects(mut self, dialects: Dialects) -> Self {
+        self.config.dialects = dialects;
+        self
+    }
+
+    /// Finishes the configuration.
+    pub fn build(self) -> Config {
+        self.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_hash_is_flowjs_sha1_without_scope() {
+        // flow-php-server ConfigTest::testConfig_hashNameCallback: sha1('13632-prettifyjs')
+        assert_eq!(
+            default_hash_name("", "13632-prettifyjs"),
+            "08a8fbbe316bb15c8fc98d5e1ae001ace70ec285"
+        );
+    }
+
+    #[test]
+    fn scopes_never_share_keys() {
+        let a = default_hash_name("ab", "c");
+        let b = default_hash_name("a", "bc");
+        assert_ne!(a, b, "length prefix separates scope from identifier");
+        assert_ne!(default_hash_name("user-1", "x"), default_hash_name("user-2", "x"));
+        assert_ne!(default_hash_name("", "x"), default_hash_name("u", "x"));
+    }
+}

@@ -1,0 +1,294 @@
+//! The crate's one error type and its one mapping to HTTP status codes.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A specialised `Result` whose error is this crate's [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which configured limit a request went over (see [`Error::TooLarge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`ConfigBuilder::max_file_size`](crate::ConfigBuilder::max_file_size): the whole file.
+    FileSize,
+    /// [`ConfigBuilder::max_chunk_size`](crate::ConfigBuilder::max_chunk_size): one chunk's body.
+    ChunkSize,
+    /// [`ConfigBuilder::max_chunks`](crate::ConfigBuilder::max_chunks): chunks in one file.
+    Chunks,
+    /// A request body (`Content-Length`) larger than any chunk may be, form overhead included.
+    RequestBody,
+    /// [`ConfigBuilder::max_uploads_per_scope`](crate::ConfigBuilder::max_uploads_per_scope):
+    /// unfinished uploads one scope may have at once.
+    UploadsPerScope,
+    /// [`ConfigBuilder::max_pending_bytes_per_scope`](crate::ConfigBuilder::max_pending_bytes_per_scope):
+    /// bytes one scope may have stored but not yet assembled.
+    PendingBytesPerScope,
+}
+
+impl Limit {
+    /// A short human name for messages, e.g. `"file size"`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Limit::FileSize => "file size",
+            Limit::ChunkSize => "chunk size",
+            Limit::Chunks => "number of chunks",
+            Limit::RequestBody => "request body size",
+            Limit::UploadsPerScope => "unfinished uploads per scope",
+            Limit::PendingBytesPerScope => "bytes stored but not yet assembled per scope",
+        }
+    }
+}
+
+/// Everything that can go wrong while handling an upload request.
+///
+/// Each variant names the offending value. [`Error::status`] is the one place that turns an
+/// error into an HTTP status code; every adapter uses it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A test request (flow.js / resumable.js `GET`) asked for a chunk that is not stored yet.
+    /// Answer `204 No Content` so the widget uploads it (never 404: flow.js treats 404 as fatal).
+    #[error("chunk {chunk} of upload {identifier:?} is not stored yet")]
+    NoContent {
+        /// The chunk number as the widget counts it (1-based for flow.js and resumable.js).
+        chunk: u64,
+        /// The client's upload identifier.
+        identifier: String,
+    },
+
+    /// The request is malformed: a missing, non-numeric or out-of-range parameter, a body whose
+    /// length differs from the declared one, totals that cannot fit the declared geometry.
+    #[error("{field}: {reason}")]
+    BadRequest {
+        /// The parameter (as the widget names it) or concept that is wrong, e.g.
+        /// `"flowChunkNumber"` or `"body"`.
+        field: String,
+        /// What is wrong with it, including the offending value.
+        reason: String,
+    },
+
+    /// A declared or actual size is over a configured limit.
+    #[error("{} {value} is over the limit of {limit}", .limit_kind.describe())]
+    TooLarge {
+        /// Which limit.
+        limit_kind: Limit,
+        /// The size, count or total that was asked for.
+        value: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+
+    /// The scope has too many unfinished uploads at once (answered `429 Too Many Requests`;
+    /// finishing or expiring uploads makes room again).
+    #[error("scope has {value} unfinished uploads, the limit is {limit}")]
+    TooManyUploads {
+        /// Unfinished uploads the scope would have with this one.
+        value: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+
+    /// Chunks of the same upload disagree with what the first chunk declared (total size, chunk
+    /// size or number of chunks). The widget changed its settings or two different files share an
+    /// identifier within one scope.
+    #[error("upload {identifier:?}: {field} is {got} but the upload was started with {stored}")]
+    GeometryMismatch {
+        /// The client's upload identifier.
+        identifier: String,
+        /// Which fact disagrees (`"total size"`, `"chunk size"`, `"total chunks"`).
+        field: &'static str,
+        /// The value stored when the upload started.
+        stored: String,
+        /// The value in this request.
+        got: String,
+    },
+
+    /// The destination exists and the [`ConflictPolicy`](crate::ConflictPolicy) says refuse.
+    #[error("destination {} already exists", .path.display())]
+    Conflict {
+        /// The destination that exists.
+        path: PathBuf,
+    },
+
+    /// A finalize request for an upload that still lacks chunks.
+    #[error("upload {identifier:?} is incomplete: {present} of {total} chunks stored")]
+    Incomplete {
+        /// The client's upload identifier.
+        identifier: String,
+        /// Chunks stored.
+        present: u64,
+        /// Chunks the upload declared.
+        total: u64,
+    },
+
+    /// A finalize or status request for an upload this scope does not have.
+    #[error("no upload {identifier:?} in this scope")]
+    NotFound {
+        /// The client's upload identifier.
+        identifier: String,
+    },
+
+    /// The file is refused for good (for instance by a pre-process hook rejecting its content).
+    /// Answered `415`, which flow.js and resumable.js treat as fatal: the widget stops retrying.
+    #[error("file refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: String,
+    },
+
+    /// The per-upload lock could not be taken in time; the client should retry (503).
+    #[error("upload is busy, retry in {retry_after} s")]
+    Busy {
+        /// Suggested delay in seconds (`Retry-After`).
+        retry_after: u64,
+    },
+
+    /// The configured hash-name callback produced a storage key that is not a safe file name.
+    #[error("hash-name callback returned {key:?}; storage keys must be 1-128 characters of [A-Za-z0-9_-]")]
+    InvalidStorageKey {
+        /// What the callback returned.
+        key: String,
+    },
+
+    /// An I/O operation on the server's storage failed.
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        /// What was being done, e.g. `"create chunk staging file in"`.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The HTTP status code for this error; the one mapping every adapter uses.
+    ///
+    /// | error | status |
+    /// |---|---|
+    /// | [`NoContent`](Error::NoContent) | 204 (test request: chunk absent) |
+    /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete) | 400 |
+    /// | [`NotFound`](Error::NotFound) | 404 |
+    /// | [`Conflict`](Error::Conflict), [`GeometryMismatch`](Error::GeometryMismatch) | 409 |
+    /// | [`TooLarge`](Error::TooLarge) | 413 |
+    /// | [`Refused`](Error::Refused) | 415 |
+    /// | [`TooManyUploads`](Error::TooManyUploads) | 429 |
+    /// | [`Busy`](Error::Busy) | 503 |
+    /// | [`Io`](Error::Io) with the disk full | 507 |
+    /// | other [`Io`](Error::Io), [`InvalidStorageKey`](Error::InvalidStorageKey) | 500 |
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::NoContent { .. } => 204,
+            Error::BadRequest { .. } | Error::Incomplete { .. } => 400,
+            Error::NotFound { .. } => 404,
+            Error::Conflict { .. } | Error::GeometryMismatch { .. } => 409,
+            Error::TooLarge { .. } => 413,
+            Error::Refused { .. } => 415,
+            Error::TooManyUploads { .. } => 429,
+            Error::Busy { .. } => 503,
+            Error::Io { source, .. } if is_storage_full(source) => 507,
+            Error::Io { .. } | Error::InvalidStorageKey { .. } => 500,
+        }
+    }
+
+    /// Whether retrying the same request later could succeed (busy, storage full, I/O trouble),
+    /// as opposed to a request that is wrong and will be wrong again. Adapters use it for
+    /// Fine Uploader's `preventRetry`.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Busy { .. } | Error::Io { .. } | Error::TooManyUploads { .. }
+        )
+    }
+
+    /// Seconds after which a client may retry, for a `Retry-After` header.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Busy { retry_after } => Some(*retry_after),
+            Error::TooManyUploads { .. } => Some(5),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn bad(field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::BadRequest {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// `ENOSPC` / `EDQUOT`, and `EFBIG` (a file-size rlimit): retrying after space is freed helps.
+fn is_storage_full(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
+
+/// Attaches an operation and a path to `io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_mapping_matches_the_design_table() {
+        let cases: Vec<(Error, u16)> = vec![
+            (
+                Error::NoContent {
+                    chunk: 1,
+                    identifier: "x".into(),
+                },
+                204,
+            ),
+            (Error::bad("flowChunkNumber", "missing"), 400),
+            (
+                Error::TooLarge {
+                    limit_kind: Limit::FileSize,
+                    value: 2,
+                    limit: 1,
+                },
+                413,
+            ),
+            (Error::Conflict { path: "a".into() }, 409),
+            (Error::Refused { reason: "no".into() }, 415),
+            (Error::Busy { retry_after: 1 }, 503),
+            (Error::io("write", "f", io::ErrorKind::StorageFull.into()), 507),
+            (Error::io("write", "f", io::ErrorKind::Other.into()), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status(), status, "{err}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_value() {
+        let e = Error::TooLarge {
+            limit_kind: Limit::ChunkSize,
+            value: 10,
+            limit: 5,
+        };
+        assert_eq!(e.to_string(), "chunk size 10 is over the limit of 5");
+    }
+}

@@ -1,0 +1,100 @@
+//! # chunked-upload
+//!
+//! Accept chunked, resumable uploads from the browser upload widgets people already use
+//! (flow.js, resumable.js, and more to come), store the chunks safely, and assemble each file
+//! exactly once.
+//!
+//! The core is framework-agnostic and synchronous: an adapter (or your own code) turns an HTTP
+//! request into something implementing [`ChunkRequest`] (parameters by name, the caller's
+//! scope, the body) and calls [`Uploads::save`]. The result is an [`Outcome`] (chunk present,
+//! chunk stored, file assembled) or an [`Error`] whose [`Error::status`] is the HTTP status to
+//! answer; [`Reply`] builds the whole answer.
+//!
+//! ```
+//! use chunked_upload::{ChunkBody, Config, Outcome, Params, RawRequest, RequestKind, Uploads};
+//!
+//! # fn main() -> chunked_upload::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let (temp_dir, files_dir) = (dir.path().join("chunks"), dir.path().join("files"));
+//! let uploads = Uploads::new(Config::builder(temp_dir, files_dir).max_file_size(1 << 30).build())?;
+//!
+//! // A flow.js upload of a 3-byte file in one chunk, as an adapter would see it.
+//! let params = Params::from_urlencoded(
+//!     b"flowChunkNumber=1&flowChunkSize=1048576&flowCurrentChunkSize=3&flowTotalSize=3\
+//!       &flowIdentifier=3-abc&flowFilename=abc.txt&flowRelativePath=abc.txt&flowTotalChunks=1",
+//! )?;
+//! let mut request = RawRequest::new(RequestKind::Upload, params)
+//!     .with_scope("session-1")
+//!     .with_body(ChunkBody::bytes(b"abc".to_vec()));
+//! let Outcome::Assembled { file, .. } = uploads.save(&mut request)? else { panic!() };
+//! assert_eq!(std::fs::read(&file.path).unwrap(), b"abc");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Guarantees
+//!
+//! - A chunk counts as present only once fully written (staging file, then rename); duplicates
+//!   replace it atomically.
+//! - Completion is "every chunk present and the sizes add up", checked in O(1) amortized per
+//!   chunk through a per-upload ledger, not by listing the chunks on every request.
+//! - Assembly happens once, under a per-upload lock (`std::fs::File::lock`, which holds across
+//!   processes sharing the temp dir). The destination is written as a hidden file beside it,
+//!   synced, then published by a no-clobber link or an atomic replace: it is never visible
+//!   half-written, and a crash at any point loses nothing but the chunks in flight.
+//! - Storage paths are hashes of (scope, identifier): no client string reaches a path, and two
+//!   scopes never share an upload.
+//!
+//! ## Protocols
+//!
+//! | concern | flow.js | resumable.js |
+//! |---|---|---|
+//! | upload key | `flowIdentifier` | `resumableIdentifier` |
+//! | chunk number | `flowChunkNumber`, 1-based | `resumableChunkNumber`, 1-based |
+//! | total chunks / size | `flowTotalChunks` / `flowTotalSize` | `resumableTotalChunks` / `resumableTotalSize` |
+//! | chunk size / this chunk's | `flowChunkSize` / `flowCurrentChunkSize` | `resumableChunkSize` / `resumableCurrentChunkSize` |
+//! | test request | `GET`: 200 present, 204 absent | same |
+//!
+//! ## Status codes
+//!
+//! | meaning | status |
+//! |---|---|
+//! | chunk stored, file assembled, test: chunk present | 200 |
+//! | test: chunk absent ([`Error::NoContent`]) | 204 |
+//! | invalid request ([`Error::BadRequest`]) | 400 |
+//! | destination exists and the policy refuses, geometry changed | 409 |
+//! | too large ([`Error::TooLarge`]) | 413 |
+//! | refused for good ([`Error::Refused`]) | 415 |
+//! | busy, retry later ([`Error::Busy`]) | 503 |
+//! | storage full | 507 |
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod chunk;
+mod config;
+pub mod dialect;
+mod error;
+mod expiry;
+mod merge;
+mod request;
+mod response;
+mod sanitize;
+mod save;
+mod store;
+
+pub use chunk::{
+    ChunkInfo, FieldNames, MAX_FILENAME_LEN, MAX_IDENTIFIER_LEN, MAX_RELATIVE_PATH_LEN, parse_u64,
+};
+pub use config::{
+    AssembledFn, Config, ConfigBuilder, ConflictPolicy, DestinationFn, HashNameFn, Limits,
+    PreprocessFn, UploadInfo, default_hash_name,
+};
+pub use dialect::{Dialect, Dialects};
+pub use error::{Error, Limit, Result};
+pub use expiry::SweepReport;
+pub use merge::Assembled;
+pub use request::{ChunkBody, ChunkRequest, MAX_PARAM_LEN, Params, RawRequest, RequestKind};
+pub use response::Reply;
+pub use sanitize::{sanitize_filename, sanitize_relative_path};
+pub use save::{Outcome, Uploads};

@@ -1,0 +1,457 @@
+//! [`Uploads`]: the entry point. [`Uploads::save`] handles one request (test or upload) and,
+//! when the upload is complete, assembles it exactly once; [`Uploads::finalize`] is the same
+//! completion for widgets that send a separate "done" request.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tempfile::NamedTempFile;
+
+use crate::chunk::ChunkInfo;
+use crate::config::{Config, UploadInfo};
+use crate::error::{Error, IoContext, Limit, Result};
+use crate::merge::{self, Assembled};
+use crate::request::{ChunkBody, ChunkRequest};
+use crate::store::ledger::Tally;
+use crate::store::local::now_ms;
+use crate::store::{LocalStore, Meta, StageResult, UploadDir};
+
+/// What a successful request did. Every variant is answered `200 OK`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Test request: the chunk is stored (the widget skips it).
+    ChunkPresent {
+        /// The chunk number as the widget counts.
+        chunk: u64,
+    },
+    /// Upload: the chunk is stored; the file is not complete yet.
+    ChunkStored {
+        /// The chunk number as the widget counts.
+        chunk: u64,
+        /// Distinct chunks of the file now stored.
+        chunks_present: u64,
+        /// Chunks the file has.
+        total_chunks: u64,
+    },
+    /// The file is assembled: by this request (`fresh`), or earlier.
+    Assembled {
+        /// The assembled file.
+        file: Assembled,
+        /// Whether this request did the assembly (`false`: it had been done before).
+        fresh: bool,
+    },
+}
+
+/// Handles upload requests against one [`Config`]. Cheap to clone; share one per application.
+///
+/// ```
+/// use chunked_upload::{ChunkBody, Config, Outcome, Params, RawRequest, RequestKind, Uploads};
+///
+/// # fn main() -> chunked_upload::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let uploads = Uploads::new(
+///     Config::builder(dir.path().join("chunks"), dir.path().join("files")).build(),
+/// )?;
+/// let data = b"hello, world";
+/// // flow.js sends 1-based chunk numbers; here two chunks of 6 bytes, the second first.
+/// for number in [2u64, 1] {
+///     let start = (number as usize - 1) * 6;
+///     let params: Params = [
+///         ("flowChunkNumber", number.to_string()),
+///         ("flowChunkSize", "6".to_string()),
+///         ("flowCurrentChunkSize", "6".to_string()),
+///         ("flowTotalSize", data.len().to_string()),
+///         ("flowIdentifier", "12-hello".to_string()),
+///         ("flowFilename", "hello.txt".to_string()),
+///         ("flowTotalChunks", "2".to_string()),
+///     ]
+///     .into_iter()
+///     .collect();
+///     let mut request = RawRequest::new(RequestKind::Upload, params)
+///         .with_scope("user-1")
+///         .with_body(ChunkBody::bytes(data[start..start + 6].to_vec()));
+///     match uploads.save(&mut request)? {
+///         Outcome::ChunkStored { chunks_present, .. } => assert_eq!(chunks_present, 1),
+///         Outcome::Assembled { file, .. } => {
+///             assert_eq!(std::fs::read(&file.path).unwrap(), data);
+///             assert!(file.path.ends_with("files/hello.txt"));
+///         }
+///         other => panic!("unexpected {other:?}"),
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Uploads {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    store: LocalStore,
+}
+
+impl Uploads {
+    /// Creates the temp dir if needed and returns the handler.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the temp dir cannot be created.
+    pub fn new(config: Config) -> Result<Uploads> {
+        std::fs::create_dir_all(&config.temp_dir).ctx("create temp dir", &config.temp_dir)?;
+        let store = LocalStore::new(config.temp_dir.clone());
+        Ok(Uploads {
+            inner: Arc::new(Inner { config, store }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn store(&self) -> &LocalStore {
+        &self.inner.store
+    }
+
+    /// Handles one request.
+    ///
+    /// - A test request answers [`Outcome::ChunkPresent`] or [`Error::NoContent`]; when the chunk
+    ///   it asks about completes a fully stored upload, it assembles it
+    ///   ([`Outcome::Assembled`]).
+    /// - An upload validates the chunk, streams its body to a staging file, publishes it
+    ///   atomically and, when every chunk is present and the sizes add up, assembles the file
+    ///   exactly once (other requests for the same upload answer `Assembled` with
+    ///   `fresh: false`).
+    ///
+    /// Blocking: it does file I/O and may wait for the upload's lock, so call it from a thread
+    /// that may block (`spawn_blocking` in async servers).
+    ///
+    /// # Errors
+    /// [`Error::NoContent`] (test: absent), [`Error::BadRequest`], [`Error::TooLarge`],
+    /// [`Error::GeometryMismatch`], [`Error::Conflict`], [`Error::Busy`], [`Error::Io`]; see
+    /// [`Error::status`] for the HTTP status of each.
+    pub fn save(&self, request: &mut dyn ChunkRequest) -> Result<Outcome> {
+        let info = self.chunk_info(request)?;
+        let upload = self.upload_dir(request.scope(), &info.identifier)?;
+        if info.is_test {
+            self.test(&upload, &info)
+        } else {
+            self.receive(request, &upload, &info)
+        }
+    }
+
+    /// Parses and validates a request without touching storage: the checks [`save`](Self::save)
+    /// makes before reading the body. Adapters call it to refuse a bad chunk before its body
+    /// arrives.
+    ///
+    /// # Errors
+    /// As [`ChunkInfo::validate`] and [`Dialect::parse`](crate::dialect::Dialect::parse).
+    pub fn chunk_info(&self, request: &dyn ChunkRequest) -> Result<ChunkInfo> {
+        let info = self.inner.config.dialects.parse(request)?;
+        info.validate(&self.inner.config.limits)?;
+        Ok(info)
+    }
+
+    /// Assembles the upload `identifier` of `scope` if every chunk is stored; idempotent (an
+    /// assembled upload answers `Assembled` with `fresh: false` again and again).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the scope has no such upload, [`Error::Incomplete`] when chunks
+    /// are missing, and the I/O and conflict errors of assembly.
+    pub fn finalize(&self, scope: &str, identifier: &str) -> Result<Outcome> {
+        let upload = self.upload_dir(scope, identifier)?;
+        let not_found = || Error::NotFound {
+            identifier: identifier.to_owned(),
+        };
+        let Some(_lock) = upload.lock_existing(self.inner.config.lock_timeout)? else {
+            return Err(not_found());
+        };
+        let meta = upload.meta()?.ok_or_else(not_found)?;
+        if let Some(done) = self.already_assembled(&upload, &meta)? {
+            return Ok(done);
+        }
+        let tally = upload.tally(&self.inner.store.ledgers, meta.upload.total_chunks)?;
+        if is_complete(tally, &meta.upload)
+            && let Some(file) = self.assemble(&upload, &meta)?
+        {
+            return Ok(Outcome::Assembled { file, fresh: true });
+        }
+        let tally = upload.tally(&self.inner.store.ledgers, meta.upload.total_chunks)?;
+        Err(Error::Incomplete {
+            identifier: identifier.to_owned(),
+            present: tally.present,
+            total: meta.upload.total_chunks,
+        })
+    }
+
+    /// A new staging file inside the temp dir for a body that arrives before the parameters
+    /// naming its upload (a multipart form whose file part precedes its fields). Hand it to
+    /// [`save`](Self::save) as [`ChunkBody::File`]; storing it is then a rename.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be created.
+    pub fn incoming_file(&self) -> Result<NamedTempFile> {
+        self.inner.store.incoming_file()
+    }
+
+    /// The temp dir.
+    pub fn temp_dir(&self) -> &Path {
+        self.inner.store.root()
+    }
+
+    fn upload_dir(&self, scope: &str, identifier: &str) -> Result<UploadDir> {
+        let key = self.inner.config.storage_key(scope, identifier);
+        if key.is_empty()
+            || key.len() > 128
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::InvalidStorageKey { key });
+        }
+        Ok(self.inner.store.upload(&key))
+    }
+
+    fn test(&self, upload: &UploadDir, info: &ChunkInfo) -> Result<Outcome> {
+        let absent = || Error::NoContent {
+            chunk: info.chunk_number(),
+            identifier: info.identifier.clone(),
+        };
+        let expected = info.body_size();
+        let len = match upload.chunk_len(info.index)? {
+            Some(len) if expected.is_none_or(|e| e == len) => len,
+            _ => {
+                // Not stored, or stored with other sizes. It may still have been assembled and
+                // its chunks deleted.
+                return match upload.meta()? {
+                    Some(meta) => {
+                        check_geometry(&meta.upload, info)?;
+                        self.already_assembled(upload, &meta)?.ok_or_else(absent)
+                    }
+                    None => Err(absent()),
+                };
+            }
+        };
+        let Some(_lock) = upload.lock_existing(self.inner.config.lock_timeout)? else {
+            return Err(absent());
+        };
+        let Some(meta) = upload.meta()? else {
+            return Err(absent());
+        };
+        check_geometry(&meta.upload, info)?;
+        if let Some(done) = self.already_assembled(upload, &meta)? {
+            return Ok(done);
+        }
+        let ledgers = &self.inner.store.ledgers;
+        let total = meta.upload.total_chunks;
+        let mut tally = upload.tally(ledgers, total)?;
+        if !ledgers.has(&upload.key, info.index) {
+            // Present on disk but unknown to the ledger (a ledger lost by hand, say): repair.
+            let ledger = upload.ledger_path();
+            tally = ledgers
+                .record(&upload.key, &ledger, total, info.index, len)
+                .ctx("append to ledger", &ledger)?;
+        }
+        if is_complete(tally, &meta.upload)
+            && let Some(file) = self.assemble(upload, &meta)?
+        {
+            // A resumed upload whose last missing piece was already there: complete it now
+            // (the Python flowjs never does, and the upload is lost).
+            return Ok(Outcome::Assembled { file, fresh: true });
+        }
+        Ok(Outcome::ChunkPresent {
+            chunk: info.chunk_number(),
+        })
+    }
+
+    fn receive(&self, request: &mut dyn ChunkRequest, upload: &UploadDir, info: &ChunkInfo) -> Result<Outcome> {
+        let config = &self.inner.config;
+        let limits = &config.limits;
+
+        // 1. Start the upload, or check the chunk agrees with it, before reading the body.
+        let meta = match upload.meta()? {
+            Some(meta) => meta,
+            None => {
+                let _lock = upload.lock(config.lock_timeout)?;
+                self.start(upload, info, request.scope())?
+            }
+        };
+        check_geometry(&meta.upload, info)?;
+        if let Some(done) = self.already_assembled(upload, &meta)? {
+            return Ok(done);
+        }
+
+        // 2. Stream the body into a staging file.
+        let body = request.take_body().ok_or_else(|| {
+            Error::bad(
+                "body",
+                "missing: the request carries no chunk bytes (no file part and no raw body)",
+            )
+        })?;
+        let declared = info.body_size();
+        let max = declared.unwrap_or(limits.max_chunk_size);
+        let staged = match body {
+            ChunkBody::Stream(mut reader) => {
+                match upload.stage_stream(&mut reader, max, config.sync_chunks, &mut |_| {})? {
+                    StageResult::Staged(staged) => staged,
+                    StageResult::TooLong(n) => return Err(body_too_long(declared, n, limits.max_chunk_size)),
+                    StageResult::ReadFailed(e) => {
+                        return Err(Error::bad("body", format!("could not be read: {e}")));
+                    }
+                }
+            }
+            ChunkBody::File(path) => upload.stage_file(path, config.sync_chunks)?,
+        };
+        match declared {
+            Some(expected) if staged.len != expected => {
+                return Err(if staged.len > expected {
+                    body_too_long(declared, staged.len, limits.max_chunk_size)
+                } else {
+                    Error::bad(
+                        "body",
+                        format!("{} bytes received, {expected} declared", staged.len),
+                    )
+                });
+            }
+            None if staged.len > limits.max_chunk_size => {
+                return Err(body_too_long(None, staged.len, limits.max_chunk_size));
+            }
+            _ => {}
+        }
+
+        // 3. Publish it, and assemble if that completes the file.
+        let _lock = upload.lock(config.lock_timeout)?;
+        let meta = match upload.meta()? {
+            Some(meta) => meta,
+            // Swept while the body streamed in (it was idle past the expiry): start again.
+            None => self.start(upload, info, request.scope())?,
+        };
+        check_geometry(&meta.upload, info)?;
+        if let Some(done) = self.already_assembled(upload, &meta)? {
+            return Ok(done);
+        }
+        let ledgers = &self.inner.store.ledgers;
+        if meta.upload.total_size.is_none()
+            && let Some(max) = limits.max_file_size
+        {
+            let tally = upload.tally(ledgers, meta.upload.total_chunks)?;
+            let replaced = if ledgers.has(&upload.key, info.index) {
+                ledgers.sizes(&upload.key)[info.index as usize].unwrap_or(0)
+            } else {
+                0
+            };
+            let total = tally.bytes - replaced + staged.len;
+            if total > max {
+                return Err(Error::TooLarge {
+                    limit_kind: Limit::FileSize,
+                    value: total,
+                    limit: max,
+                });
+            }
+        }
+        let tally = upload.publish_chunk(ledgers, meta.upload.total_chunks, info.index, staged)?;
+        if is_complete(tally, &meta.upload)
+            && let Some(file) = self.assemble(upload, &meta)?
+        {
+            return Ok(Outcome::Assembled { file, fresh: true });
+        }
+        let tally = upload.tally(ledgers, meta.upload.total_chunks)?;
+        Ok(Outcome::ChunkStored {
+            chunk: info.chunk_number(),
+            chunks_present: tally.present,
+            total_chunks: meta.upload.total_chunks,
+        })
+    }
+
+    /// Writes the upload's metadata if it is not there yet (lock held) and returns it.
+    fn start(&self, upload: &UploadDir, info: &ChunkInfo, scope: &str) -> Result<Meta> {
+        if let Some(meta) = upload.meta()? {
+            return Ok(meta);
+        }
+        let meta = Meta {
+            upload: UploadInfo {
+                scope: scope.to_owned(),
+                identifier: info.identifier.clone(),
+                key: upload.key.clone(),
+                filename: info.filename.clone(),
+                relative_path: info.relative_path.clone(),
+                total_size: info.total_size,
+                total_chunks: info.total_chunks,
+                chunk_size: info.chunk_size,
+            },
+            created_ms: now_ms(),
+        };
+        upload.write_meta(&meta)?;
+        Ok(meta)
+    }
+
+    fn already_assembled(&self, upload: &UploadDir, meta: &Meta) -> Result<Option<Outcome>> {
+        Ok(upload.marker()?.map(|marker| Outcome::Assembled {
+            file: Assembled {
+                path: marker.path,
+                size: marker.size,
+                upload: meta.upload.clone(),
+            },
+            fresh: false,
+        }))
+    }
+
+    /// Assembles (lock held), then runs the `on_assembled` hook.
+    fn assemble(&self, upload: &UploadDir, meta: &Meta) -> Result<Option<Assembled>> {
+        let config = &self.inner.config;
+        let file = merge::assemble(&self.inner.store, upload, meta, config)?;
+        if let (Some(file), Some(hook)) = (&file, &config.on_assembled) {
+            hook(file);
+        }
+        Ok(file)
+    }
+}
+
+/// Every chunk present and, when the size is declared, the bytes add up.
+fn is_complete(tally: Tally, upload: &UploadInfo) -> bool {
+    tally.present == upload.total_chunks && upload.total_size.is_none_or(|t| tally.bytes == t)
+}
+
+/// The chunk must describe the same file as the upload's first chunk did.
+fn check_geometry(stored: &UploadInfo, info: &ChunkInfo) -> Result<()> {
+    let mismatch = |field: &'static str, stored: String, got: String| Error::GeometryMismatch {
+        identifier: info.identifier.clone(),
+        field,
+        stored,
+        got,
+    };
+    let show = |v: Option<u64>| v.map_or_else(|| "undeclared".to_owned(), |v| v.to_string());
+    if stored.total_chunks != info.total_chunks {
+        return Err(mismatch(
+            "total chunks",
+            stored.total_chunks.to_string(),
+            info.total_chunks.to_string(),
+        ));
+    }
+    if stored.total_size != info.total_size {
+        return Err(mismatch("total size", show(stored.total_size), show(info.total_size)));
+    }
+    if stored.chunk_size != info.chunk_size {
+        return Err(mismatch("chunk size", show(stored.chunk_size), show(info.chunk_size)));
+    }
+    Ok(())
+}
+
+fn body_too_long(declared: Option<u64>, got: u64, max_chunk: u64) -> Error {
+    match declared {
+        Some(expected) if expected <= max_chunk => Error::bad(
+            "body",
+            format!("longer than the {expected} bytes declared (at least {got} bytes)"),
+        ),
+        _ => Error::TooLarge {
+            limit_kind: Limit::ChunkSize,
+            value: got,
+            limit: max_chunk,
+        },
+    }
+}
