@@ -173,6 +173,21 @@ impl Config {
         self.expire_after
     }
 
+    /// The pre-process hook, if one is set.
+    pub fn preprocess(&self) -> Option<&PreprocessFn> {
+        self.preprocess.as_deref()
+    }
+
+    /// The `on_assembled` hook, if one is set.
+    pub fn on_assembled(&self) -> Option<&AssembledFn> {
+        self.on_assembled.as_deref()
+    }
+
+    /// How long a request waits for an upload's lock before [`Error::Busy`](crate::Error::Busy).
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
     /// The dialects requests are parsed with.
     pub fn dialects(&self) -> &Dialects {
         &self.dialects

@@ -189,6 +189,17 @@ impl Uploads {
         })
     }
 
+    /// [`finalize`](Self::finalize) for a "done" request: the dialect that recognises the
+    /// request names the upload (`flowIdentifier`, ...), the request's scope owns it.
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] when the request names no upload, then as
+    /// [`finalize`](Self::finalize).
+    pub fn finalize_request(&self, request: &dyn ChunkRequest) -> Result<Outcome> {
+        let identifier = self.inner.config.dialects.finalize_identifier(request)?;
+        self.finalize(request.scope(), identifier)
+    }
+
     /// A new staging file inside the temp dir for a body that arrives before the parameters
     /// naming its upload (a multipart form whose file part precedes its fields). Hand it to
     /// [`save`](Self::save) as [`ChunkBody::File`]; storing it is then a rename.

@@ -55,6 +55,10 @@ impl Dialect for Flow {
     fn file_field(&self) -> &str {
         &self.family.file_field
     }
+
+    fn identifier_field(&self) -> &str {
+        &self.family.names.identifier
+    }
 }
 
 /// resumable.js (`resumablejs`): `resumableChunkNumber`, `resumableIdentifier`, ..., every name
@@ -144,6 +148,10 @@ impl Dialect for Resumable {
 
     fn file_field(&self) -> &str {
         &self.family.file_field
+    }
+
+    fn identifier_field(&self) -> &str {
+        &self.family.names.identifier
     }
 }
 

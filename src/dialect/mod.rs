@@ -44,6 +44,10 @@ pub trait Dialect: fmt::Debug + Send + Sync {
 
     /// The name of the multipart field that carries the chunk's bytes.
     fn file_field(&self) -> &str;
+
+    /// The name of the parameter holding the upload identifier (what a finalize request sends
+    /// to name its upload).
+    fn identifier_field(&self) -> &str;
 }
 
 /// The dialects one upload route accepts, in detection order.
@@ -117,6 +121,21 @@ impl Dialects {
     /// As [`select`](Dialects::select) and [`Dialect::parse`].
     pub fn parse(&self, request: &dyn ChunkRequest) -> Result<ChunkInfo> {
         self.select(request)?.parse(request)
+    }
+
+    /// The upload identifier a finalize ("done") request names, read with the dialect that
+    /// handles it.
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] when no dialect recognises the request or the identifier is
+    /// missing or empty.
+    pub fn finalize_identifier<'r>(&self, request: &'r dyn ChunkRequest) -> Result<&'r str> {
+        let field = self.select(request)?.identifier_field();
+        let id = required(request, field)?;
+        if id.is_empty() {
+            return Err(Error::bad(field, "must not be empty"));
+        }
+        Ok(id)
     }
 
     /// Whether `name` is the file field of any dialect (adapters use it to pick the multipart
