@@ -176,9 +176,10 @@ impl UploadDir {
         read_json(&self.meta_path())
     }
 
-    /// Stores the metadata (with the lock held, once).
+    /// Stores the metadata (with the lock held, once). Not synced: losing it to a power cut
+    /// only makes the widget start the upload over.
     pub(crate) fn write_meta(&self, meta: &Meta) -> Result<()> {
-        write_json(&self.meta_path(), meta)
+        write_json(&self.meta_path(), meta, false)
     }
 
     /// The assembled marker, if the upload has been assembled.
@@ -187,7 +188,7 @@ impl UploadDir {
     }
 
     pub(crate) fn write_marker(&self, marker: &Marker) -> Result<()> {
-        write_json(&self.marker_path(), marker)?;
+        write_json(&self.marker_path(), marker, true)?;
         sync_dir(&self.path)
     }
 
@@ -196,7 +197,7 @@ impl UploadDir {
     }
 
     pub(crate) fn write_assembly_record(&self, record: &AssemblyRecord) -> Result<()> {
-        write_json(&self.assembly_record_path(), record)
+        write_json(&self.assembly_record_path(), record, true)
     }
 
     pub(crate) fn remove_assembly_record(&self) -> Result<()> {
@@ -431,8 +432,9 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-/// Writes `value` as JSON to `path` atomically (temporary file, then rename).
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+/// Writes `value` as JSON to `path` atomically (temporary file, then rename), synced to stable
+/// storage first when `durable`.
+fn write_json<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".json-")
@@ -440,7 +442,9 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         .ctx("create temporary file in", dir)?;
     let bytes = serde_json::to_vec(value).expect("plain data serializes");
     tmp.write_all(&bytes).ctx("write", tmp.path())?;
-    tmp.as_file().sync_data().ctx("sync", tmp.path())?;
+    if durable {
+        tmp.as_file().sync_data().ctx("sync", tmp.path())?;
+    }
     tmp.persist(path)
         .map_err(|e| Error::io("rename into place", path, e.error))?;
     Ok(())

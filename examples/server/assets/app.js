@@ -45,13 +45,13 @@
   /** Give up on a chunk after this many failed attempts (first try included). */
   const MAX_ATTEMPTS = 8;
   const BACKOFF_BASE_MS = 500;
-  const BACKOFF_CAP_MS = 30_000;
+  const BACKOFF_CAP_MS = 30000;
   /** Upper bound for a server-provided Retry-After. */
-  const RETRY_AFTER_CAP_MS = 10 * 60_000;
+  const RETRY_AFTER_CAP_MS = 10 * 60 * 1000;
   /** How often the queue is re-sampled (speed, countdowns) while uploading. */
   const TICK_MS = 500;
   /** Time constant of the exponential moving average of the speed. */
-  const SPEED_WINDOW_MS = 3_000;
+  const SPEED_WINDOW_MS = 3000;
   /**
    * How many times a file may be re-verified from chunk 1 when the server
    * reports a chunk missing after every chunk had been confirmed.
@@ -59,12 +59,14 @@
   const MAX_VERIFY_PASSES = 2;
   /** Statuses that are final for a file: retrying cannot help. */
   const FATAL_STATUSES = new Set([400, 409, 413, 415]);
+  /** Coalescing delay of finished-list reloads triggered by completed files. */
+  const FINISHED_REFRESH_DELAY_MS = 300;
   /** Keep the progress stream open this long after the queue went idle. */
-  const PROGRESS_STREAM_LINGER_MS = 5_000;
+  const PROGRESS_STREAM_LINGER_MS = 5000;
   /** Close the progress stream after this many errors without a successful open. */
   const PROGRESS_STREAM_MAX_ERRORS = 3;
   /** Wait this long before trying the progress stream again after giving up. */
-  const PROGRESS_STREAM_COOLDOWN_MS = 60_000;
+  const PROGRESS_STREAM_COOLDOWN_MS = 60000;
 
   const HTTP_REASONS = Object.freeze({
     400: 'Bad request',
@@ -905,24 +907,46 @@
       this.statusEl = statusEl;
       this.onSettled = onSettled;
       this.loading = false;
-      this.again = false;
+      this.wanted = false;
+      this.timer = null;
+      this.lastText = null;
     }
 
-    /** Reloads the list; calls made while loading coalesce into one more load. */
-    refresh() {
-      if (this.loading) {
-        this.again = true;
-        return;
+    /** True while a reload is scheduled or running. */
+    get busy() {
+      return this.loading || this.timer !== null;
+    }
+
+    /**
+     * Reloads the list. Calls are coalesced: completions in quick succession
+     * cause one trailing reload (after FINISHED_REFRESH_DELAY_MS) rather than
+     * one request each. `immediate` skips the delay (page load, Refresh button).
+     */
+    refresh({ immediate = false } = {}) {
+      this.wanted = true;
+      if (this.loading) return; // reloads again when the current load ends
+      if (this.timer !== null) {
+        if (!immediate) return;
+        clearTimeout(this.timer);
+        this.timer = null;
       }
+      if (immediate) {
+        this.run();
+      } else {
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          this.run();
+        }, FINISHED_REFRESH_DELAY_MS);
+      }
+    }
+
+    run() {
+      this.wanted = false;
       this.loading = true;
       this.load().finally(() => {
         this.loading = false;
-        if (this.again) {
-          this.again = false;
-          this.refresh();
-        } else {
-          this.onSettled();
-        }
+        if (this.wanted) this.refresh();
+        else this.onSettled();
       });
     }
 
@@ -938,11 +962,15 @@
         this.showStatus('Could not load the finished files (network error).');
         return;
       }
-      const data = parseJson(await response.text().catch(() => ''));
+      const text = await response.text().catch(() => '');
+      const data = parseJson(text);
       if (!response.ok || !Array.isArray(data)) {
+        this.lastText = null;
         this.showStatus(`Could not load the finished files (${describeStatus(response.status)}).`);
         return;
       }
+      if (text === this.lastText) return; // unchanged: keep the DOM as it is
+      this.lastText = text;
       this.render(data.filter((item) => item && typeof item.name === 'string'));
     }
 
@@ -1131,6 +1159,7 @@
     update(file, now) {
       const view = describeFile(file, now);
       const { el } = this;
+      const focused = this.root.contains(document.activeElement) ? document.activeElement : null;
 
       setAttr(this.root, 'data-state', view.state);
       setText(el.state, view.stateText);
@@ -1158,6 +1187,12 @@
       setHidden(el.retry, !view.canRetry);
       setText(el.remove, view.removeLabel);
       setAttr(el.remove, 'aria-label', `${view.removeLabel} ${file.name}`);
+
+      // A focused button that just got hidden (Retry, Pause) hands focus to a visible one.
+      if (focused && focused.hidden) {
+        const fallback = this.root.querySelector('.file-actions button:not([hidden])');
+        if (fallback) fallback.focus();
+      }
     }
   }
 
@@ -1379,8 +1414,8 @@
       this.dom.pauseAll.addEventListener('click', () => this.pauseAll());
       this.dom.resumeAll.addEventListener('click', () => this.resumeAll());
       this.dom.clearFinished.addEventListener('click', () => this.clearFinished());
-      this.dom.refreshFinished.addEventListener('click', () => this.finished.refresh());
-      this.finished.refresh();
+      this.dom.refreshFinished.addEventListener('click', () => this.finished.refresh({ immediate: true }));
+      this.finished.refresh({ immediate: true });
       this.renderSummary();
     }
 
@@ -1486,7 +1521,7 @@
     }
 
     /** Cancels an unfinished file, or removes a finished/failed one from the list. */
-    remove(file) {
+    remove(file, { quiet = false } = {}) {
       const wasActive = file.status === 'active';
       if (wasActive) {
         this.scheduler.abortJobs(file, false);
@@ -1501,7 +1536,7 @@
         this.views.delete(file.key);
       }
       this.dirty.delete(file);
-      this.announcer.say(`${file.name} ${wasActive ? 'cancelled' : 'removed from the list'}.`);
+      if (!quiet) this.announcer.say(`${file.name} ${wasActive ? 'cancelled' : 'removed from the list'}.`);
       this.scheduler.pump();
       this.afterChange();
     }
@@ -1515,17 +1550,23 @@
     }
 
     pauseAll() {
-      for (const file of this.files) this.pause(file);
-      this.announcer.say('All uploads paused.');
+      const targets = this.files.filter((f) => f.status === 'active' && !f.paused);
+      if (targets.length === 0) return;
+      for (const file of targets) this.pause(file);
+      this.announcer.say(`${targets.length === 1 ? '1 upload' : `${targets.length} uploads`} paused.`);
     }
 
     resumeAll() {
-      for (const file of this.files) this.resume(file);
-      this.announcer.say('All uploads resumed.');
+      const targets = this.files.filter((f) => f.status === 'active' && f.paused);
+      if (targets.length === 0) return;
+      for (const file of targets) this.resume(file);
+      this.announcer.say(`${targets.length === 1 ? '1 upload' : `${targets.length} uploads`} resumed.`);
     }
 
     clearFinished() {
-      for (const file of this.files.filter((f) => f.status === 'done')) this.remove(file);
+      const done = this.files.filter((f) => f.status === 'done');
+      for (const file of done) this.remove(file, { quiet: true });
+      if (done.length) this.announcer.say(`${done.length} finished ${done.length === 1 ? 'upload' : 'uploads'} cleared.`);
     }
 
     /* -- Events from the model --------------------------------------------- */
@@ -1649,17 +1690,19 @@
       if (rate > 0) parts.push(`${formatBytes(rate)}/s`);
       setText(this.dom.summary, parts.join(' · '));
 
+      // aria-disabled rather than disabled: the buttons stay focusable, so
+      // keyboard focus is not lost when, e.g., "Pause all" has nothing left to do.
       const canPause = files.some((f) => f.status === 'active' && !f.paused);
       const canResume = files.some((f) => f.status === 'active' && f.paused);
-      this.dom.pauseAll.disabled = !canPause;
-      this.dom.resumeAll.disabled = !canResume;
-      this.dom.clearFinished.disabled = done === 0;
+      setAttr(this.dom.pauseAll, 'aria-disabled', String(!canPause));
+      setAttr(this.dom.resumeAll, 'aria-disabled', String(!canResume));
+      setAttr(this.dom.clearFinished, 'aria-disabled', String(done === 0));
     }
 
     /* -- Idle detection (test hook) ------------------------------------------ */
 
     isIdle() {
-      return this.pendingAdds === 0 && !this.finished.loading && !this.files.some((f) => f.isBusy);
+      return this.pendingAdds === 0 && !this.finished.busy && !this.files.some((f) => f.isBusy);
     }
 
     /** Checks idleness after the current synchronous work, so follow-up actions register first. */
