@@ -9,6 +9,7 @@ use std::time::Duration;
 use sha1::{Digest, Sha1};
 
 use crate::dialect::Dialects;
+use crate::progress::ProgressConfig;
 use crate::sanitize::sanitize_filename;
 
 /// What to do when the destination of an assembled file already exists.
@@ -99,6 +100,7 @@ pub struct Config {
     pub(crate) lock_timeout: Duration,
     pub(crate) sync_chunks: bool,
     pub(crate) dialects: Dialects,
+    pub(crate) progress: ProgressConfig,
 }
 
 impl fmt::Debug for Config {
@@ -114,6 +116,7 @@ impl fmt::Debug for Config {
             .field("lock_timeout", &self.lock_timeout)
             .field("sync_chunks", &self.sync_chunks)
             .field("dialects", &self.dialects)
+            .field("progress", &self.progress)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +146,7 @@ impl Config {
                 lock_timeout: Duration::from_secs(60),
                 sync_chunks: false,
                 dialects: Dialects::default(),
+                progress: ProgressConfig::default(),
             },
         }
     }
@@ -334,6 +338,12 @@ impl ConfigBuilder {
     /// The dialects requests are parsed with, in detection order.
     pub fn dialects(mut self, dialects: Dialects) -> Self {
         self.config.dialects = dialects;
+        self
+    }
+
+    /// Settings of the progress monitor (threshold, retention, bound).
+    pub fn progress(mut self, progress: ProgressConfig) -> Self {
+        self.config.progress = progress;
         self
     }
 

@@ -57,6 +57,7 @@ impl Uploads {
     pub fn sweep_idle(&self, idle: Duration) -> Result<SweepReport> {
         let root = self.temp_dir().to_path_buf();
         let now = SystemTime::now();
+        self.progress().purge_expired();
         let mut report = SweepReport::default();
         let entries = match fs::read_dir(&root) {
             Ok(entries) => entries,
@@ -100,6 +101,7 @@ impl Uploads {
             let bytes = dir_size(&upload.path);
             fs::remove_dir_all(&upload.path).ctx("remove expired upload", &upload.path)?;
             self.store().ledgers.forget(key);
+            self.forget(key);
             report.uploads_expired += 1;
             report.bytes_freed += bytes;
         }

@@ -12,10 +12,16 @@ use crate::chunk::ChunkInfo;
 use crate::config::{Config, UploadInfo};
 use crate::error::{Error, IoContext, Limit, Result};
 use crate::merge::{self, Assembled};
+use crate::progress::ProgressMonitor;
+use crate::quota::Quotas;
 use crate::request::{ChunkBody, ChunkRequest};
 use crate::store::ledger::Tally;
 use crate::store::local::now_ms;
 use crate::store::{LocalStore, Meta, StageResult, UploadDir};
+
+/// Room allowed above the max chunk size for a request body's multipart framing and
+/// parameter fields (64 KiB).
+pub const FORM_OVERHEAD: u64 = 64 * 1024;
 
 /// What a successful request did. Every variant is answered `200 OK`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,6 +100,8 @@ pub struct Uploads {
 struct Inner {
     config: Config,
     store: LocalStore,
+    progress: ProgressMonitor,
+    quotas: Quotas,
 }
 
 impl Uploads {
@@ -104,9 +112,47 @@ impl Uploads {
     pub fn new(config: Config) -> Result<Uploads> {
         std::fs::create_dir_all(&config.temp_dir).ctx("create temp dir", &config.temp_dir)?;
         let store = LocalStore::new(config.temp_dir.clone());
+        let progress = ProgressMonitor::new(config.progress);
         Ok(Uploads {
-            inner: Arc::new(Inner { config, store }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                progress,
+                quotas: Quotas::default(),
+            }),
         })
+    }
+
+    /// The progress monitor: per-upload and per-scope reports.
+    pub fn progress(&self) -> &ProgressMonitor {
+        &self.inner.progress
+    }
+
+    /// Refuses a request body of `len` bytes (its `Content-Length`) before reading it, when it
+    /// is larger than a chunk may be plus [`FORM_OVERHEAD`] for multipart framing and fields.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] with [`Limit::RequestBody`].
+    pub fn check_content_length(&self, len: u64) -> Result<()> {
+        let limit = self.max_request_body();
+        if len > limit {
+            return Err(Error::TooLarge {
+                limit_kind: Limit::RequestBody,
+                value: len,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// The largest request body accepted: the max chunk size plus [`FORM_OVERHEAD`]. Adapters
+    /// set their framework's body limit to it.
+    pub fn max_request_body(&self) -> u64 {
+        self.inner
+            .config
+            .limits
+            .max_chunk_size
+            .saturating_add(FORM_OVERHEAD)
     }
 
     /// The configuration.
@@ -261,6 +307,7 @@ impl Uploads {
         let ledgers = &self.inner.store.ledgers;
         let total = meta.upload.total_chunks;
         let mut tally = upload.tally(ledgers, total)?;
+        self.inner.progress.observe(&upload.key, &meta.upload, tally.bytes);
         if !ledgers.has(&upload.key, info.index) {
             // Present on disk but unknown to the ledger (a ledger lost by hand, say): repair.
             let ledger = upload.ledger_path();
@@ -284,18 +331,30 @@ impl Uploads {
         let config = &self.inner.config;
         let limits = &config.limits;
 
+        let (store, progress, quotas) = (&self.inner.store, &self.inner.progress, &self.inner.quotas);
+        let scope = request.scope().to_owned();
+        let declared = info.body_size();
+
         // 1. Start the upload, or check the chunk agrees with it, before reading the body.
+        quotas.check(store, limits, &scope, &upload.key, declared.unwrap_or(0))?;
         let meta = match upload.meta()? {
             Some(meta) => meta,
             None => {
                 let _lock = upload.lock(config.lock_timeout)?;
-                self.start(upload, info, request.scope())?
+                self.start(upload, info, &scope)?
             }
         };
         check_geometry(&meta.upload, info)?;
         if let Some(done) = self.already_assembled(upload, &meta)? {
             return Ok(done);
         }
+        let ledgers = &store.ledgers;
+        if !progress.is_tracked(&upload.key) {
+            // First sight of this upload in this process (new, or resumed after a restart).
+            let stored = upload.tally(ledgers, meta.upload.total_chunks)?.bytes;
+            progress.observe(&upload.key, &meta.upload, stored);
+        }
+        let mut chunk_progress = progress.chunk(&upload.key, ledgers.has(&upload.key, info.index));
 
         // 2. Stream the body into a staging file.
         let body = request.take_body().ok_or_else(|| {
@@ -304,11 +363,11 @@ impl Uploads {
                 "missing: the request carries no chunk bytes (no file part and no raw body)",
             )
         })?;
-        let declared = info.body_size();
         let max = declared.unwrap_or(limits.max_chunk_size);
         let staged = match body {
             ChunkBody::Stream(mut reader) => {
-                match upload.stage_stream(&mut reader, max, config.sync_chunks, &mut |_| {})? {
+                let mut count = |n| chunk_progress.add(n);
+                match upload.stage_stream(&mut reader, max, config.sync_chunks, &mut count)? {
                     StageResult::Staged(staged) => staged,
                     StageResult::TooLong(n) => return Err(body_too_long(declared, n, limits.max_chunk_size)),
                     StageResult::ReadFailed(e) => {
@@ -340,13 +399,12 @@ impl Uploads {
         let meta = match upload.meta()? {
             Some(meta) => meta,
             // Swept while the body streamed in (it was idle past the expiry): start again.
-            None => self.start(upload, info, request.scope())?,
+            None => self.start(upload, info, &scope)?,
         };
         check_geometry(&meta.upload, info)?;
         if let Some(done) = self.already_assembled(upload, &meta)? {
             return Ok(done);
         }
-        let ledgers = &self.inner.store.ledgers;
         if meta.upload.total_size.is_none()
             && let Some(max) = limits.max_file_size
         {
@@ -366,6 +424,9 @@ impl Uploads {
             }
         }
         let tally = upload.publish_chunk(ledgers, meta.upload.total_chunks, info.index, staged)?;
+        progress.stored(&upload.key, tally.bytes);
+        drop(chunk_progress);
+        quotas.set(store, limits, &scope, &upload.key, tally.bytes);
         if is_complete(tally, &meta.upload)
             && let Some(file) = self.assemble(upload, &meta)?
         {
@@ -412,14 +473,36 @@ impl Uploads {
         }))
     }
 
-    /// Assembles (lock held), then runs the `on_assembled` hook.
+    /// Assembles (lock held), keeping progress and quotas up to date, then runs the
+    /// `on_assembled` hook.
     fn assemble(&self, upload: &UploadDir, meta: &Meta) -> Result<Option<Assembled>> {
         let config = &self.inner.config;
-        let file = merge::assemble(&self.inner.store, upload, meta, config)?;
-        if let (Some(file), Some(hook)) = (&file, &config.on_assembled) {
-            hook(file);
+        let progress = &self.inner.progress;
+        progress.assembling(&upload.key);
+        let file = match merge::assemble(&self.inner.store, upload, meta, config) {
+            Ok(file) => file,
+            Err(e) => {
+                progress.failed(&upload.key, e.to_string());
+                return Err(e);
+            }
+        };
+        match &file {
+            Some(file) => {
+                progress.done(&upload.key, file.size);
+                self.inner.quotas.remove(&upload.key);
+                if let Some(hook) = &config.on_assembled {
+                    hook(file);
+                }
+            }
+            // The chunks disagreed with the ledger: still uploading.
+            None => progress.stored(&upload.key, 0),
         }
         Ok(file)
+    }
+
+    pub(crate) fn forget(&self, key: &str) {
+        self.inner.progress.forget(key);
+        self.inner.quotas.remove(key);
     }
 }
 
