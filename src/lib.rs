@@ -1,8 +1,8 @@
 //! # chunked-upload
 //!
 //! Accept chunked, resumable uploads from the browser upload widgets people already use
-//! (flow.js, resumable.js, and more to come), store the chunks safely, and assemble each file
-//! exactly once.
+//! (flow.js, resumable.js, Dropzone, Fine Uploader, Plupload), store the chunks safely, and
+//! assemble each file exactly once.
 //!
 //! The core is framework-agnostic and synchronous: an adapter (or your own code) turns an HTTP
 //! request into something implementing [`ChunkRequest`] (parameters by name, the caller's
@@ -32,6 +32,17 @@
 //! # }
 //! ```
 //!
+//! ## Features
+//!
+//! The default feature set is empty: the core needs no web framework and no async runtime.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | `adapter::axum`: a ready `Router` and the `UploadChunk` extractor (axum 0.8) |
+//! | `actix-web` | `adapter::actix`: handlers, a `ServiceConfig` helper, a `ResponseError` (actix-web 4) |
+//! | `hyper` | `adapter::hyper`: an async handler over any `http_body::Body` (hyper 1) |
+//! | `conformance` | `conformance`: the HTTP test suite every adapter passes, for your own adapter |
+//!
 //! ## Guarantees
 //!
 //! - A chunk counts as present only once fully written (staging file, then rename); duplicates
@@ -47,13 +58,19 @@
 //!
 //! ## Protocols
 //!
-//! | concern | flow.js | resumable.js |
-//! |---|---|---|
-//! | upload key | `flowIdentifier` | `resumableIdentifier` |
-//! | chunk number | `flowChunkNumber`, 1-based | `resumableChunkNumber`, 1-based |
-//! | total chunks / size | `flowTotalChunks` / `flowTotalSize` | `resumableTotalChunks` / `resumableTotalSize` |
-//! | chunk size / this chunk's | `flowChunkSize` / `flowCurrentChunkSize` | `resumableChunkSize` / `resumableCurrentChunkSize` |
-//! | test request | `GET`: 200 present, 204 absent | same |
+//! | concern | flow.js | resumable.js | Dropzone | Fine Uploader | Plupload |
+//! |---|---|---|---|---|---|
+//! | dialect | [`Flow`] | [`Resumable`] | [`Dropzone`] | [`FineUploader`] | [`Plupload`] |
+//! | upload key | `flowIdentifier` | `resumableIdentifier` | `dzuuid` | `qquuid` | `name` (+ scope) |
+//! | chunk index | `flowChunkNumber`, 1-based | `resumableChunkNumber`, 1-based | `dzchunkindex`, 0-based | `qqpartindex`, 0-based | `chunk`, 0-based |
+//! | total chunks / size | `flowTotalChunks` / `flowTotalSize` | `resumableTotalChunks` / `resumableTotalSize` | `dztotalchunkcount` / `dztotalfilesize` | `qqtotalparts` / `qqtotalfilesize` | `chunks` / not sent |
+//! | chunk size / this chunk's | `flowChunkSize` / `flowCurrentChunkSize` | `resumableChunkSize` / `resumableCurrentChunkSize` | `dzchunksize` / body length | derived / `qqchunksize` | not sent / body length |
+//! | test request | `GET`: 200 present, 204 absent | same | none | none | none |
+//! | finalize request | none | none | optional | optional | none |
+//!
+//! [`Dialects::default`] recognises all five on one route, and plain one-request uploads (an HTML
+//! form, small files of Dropzone, Fine Uploader and Plupload); the [`dialect`] module has the
+//! details.
 //!
 //! ## Status codes
 //!
@@ -70,9 +87,14 @@
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod adapter;
 mod chunk;
 mod config;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 pub mod dialect;
 mod error;
 mod expiry;
@@ -92,7 +114,7 @@ pub use config::{
     AssembledFn, Config, ConfigBuilder, ConflictPolicy, DestinationFn, HashNameFn, Limits,
     PreprocessFn, UploadInfo, default_hash_name,
 };
-pub use dialect::{Dialect, Dialects};
+pub use dialect::{Dialect, Dialects, Dropzone, FineUploader, Flow, Plupload, Resumable};
 pub use error::{Error, Limit, Result};
 pub use expiry::SweepReport;
 pub use merge::Assembled;

@@ -1,0 +1,286 @@
+//! The chunked-upload example server: an upload page and the routes it talks to.
+//!
+//! ```text
+//! cargo run --example server --features axum -- --addr 127.0.0.1:8080 --dir ./uploads
+//! ```
+//!
+//! Then open the printed URL. Files are assembled directly in `--dir` under their sanitized
+//! name (a name already taken gets ` (1)`, ` (2)`, ...); chunks live in `--dir/.chunks` unless
+//! `--temp` says otherwise.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /`, `GET /app.js`, `GET /style.css` | the upload page |
+//! | `GET /upload` | flow.js / resumable.js test request: 200 stored, 204 absent |
+//! | `POST /upload` | a chunk (multipart, or raw with the parameters in the query string) |
+//! | `POST /upload/done` | finalize an upload (idempotent) |
+//! | `GET /files` | the assembled files: `[{"name", "size", "modified"}]`, newest first |
+//!
+//! Each browser gets an opaque random session cookie; it is the upload scope, so two browsers
+//! never see each other's chunks, and a browser resumes its own uploads after a server restart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chunked_upload::{Config, ConflictPolicy, Uploads, adapter};
+use clap::Parser;
+use serde::Serialize;
+use tracing_subscriber::EnvFilter;
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(about = "Accept chunked, resumable uploads (flow.js, resumable.js) from a browser.")]
+struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Where assembled files go.
+    #[arg(long, default_value = "./uploads")]
+    dir: PathBuf,
+    /// Where chunks of unfinished uploads live (default: DIR/.chunks; keep it on the same
+    /// filesystem as DIR).
+    #[arg(long)]
+    temp: Option<PathBuf>,
+    /// Largest file accepted, in bytes (default: unlimited).
+    #[arg(long, value_name = "BYTES")]
+    max_file_size: Option<u64>,
+    /// Largest chunk accepted, in bytes (default: 128 MiB).
+    #[arg(long, value_name = "BYTES")]
+    max_chunk_size: Option<u64>,
+    /// Remove uploads idle for this long, in seconds (default: 2 days).
+    #[arg(long, value_name = "SECS")]
+    expire_after: Option<u64>,
+    /// How often to sweep expired uploads, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    sweep_interval: u64,
+}
+
+/// The session cookie that carries the upload scope.
+const SESSION_COOKIE: &str = "cu_session";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+
+    std::fs::create_dir_all(&args.dir)?;
+    let temp = args
+        .temp
+        .clone()
+        .unwrap_or_else(|| args.dir.join(".chunks"));
+    let mut config = Config::builder(temp, &args.dir).on_conflict(ConflictPolicy::Rename);
+    if let Some(bytes) = args.max_file_size {
+        config = config.max_file_size(bytes);
+    }
+    if let Some(bytes) = args.max_chunk_size {
+        config = config.max_chunk_size(bytes);
+    }
+    if let Some(secs) = args.expire_after {
+        config = config.expire_after(Duration::from_secs(secs));
+    }
+    let uploads = Uploads::new(config.build())?;
+    tokio::spawn(sweep_periodically(
+        uploads.clone(),
+        Duration::from_secs(args.sweep_interval.max(1)),
+    ));
+
+    let files_dir = args.dir.clone();
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        // GET|POST /upload (test, chunk) and POST /upload/done (finalize).
+        .nest("/upload", adapter::axum::router(uploads, session_scope))
+        .route("/files", get(move || list_files(files_dir.clone())))
+        // Progress routes (`GET /progress`, `GET /progress/events`) go here.
+        .layer(middleware::from_fn(session));
+
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let addr = listener.local_addr()?;
+    println!("chunked-upload example server listening on http://{addr}/");
+    tracing::info!(dir = %args.dir.display(), "assembled files go to the upload dir");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page.
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The session: an opaque random cookie, the scope of every upload request.
+
+/// The request's session id, set by [`session`].
+#[derive(Debug, Clone)]
+struct Session(String);
+
+/// Reads the session cookie, or makes a new session (and sets its cookie on the response).
+async fn session(mut request: Request, next: Next) -> Response {
+    let existing = request
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == SESSION_COOKIE && is_session_id(value))
+        .map(|(_, value)| value.to_owned());
+    let (id, fresh) = match existing {
+        Some(id) => (id, false),
+        None => (new_session_id(), true),
+    };
+    request.extensions_mut().insert(Session(id.clone()));
+    let mut response = next.run(request).await;
+    if fresh {
+        let cookie =
+            format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/; Max-Age=2592000");
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The upload scope of a request: its session id.
+fn session_scope(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<Session>()
+        .map(|s| s.0.clone())
+        .unwrap_or_default()
+}
+
+/// 128 random bits, hex.
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random number generator");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_session_id(value: &str) -> bool {
+    value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finished files and housekeeping.
+
+#[derive(Debug, Serialize)]
+struct FileEntry {
+    name: String,
+    size: u64,
+    /// Last modification, in milliseconds since the Unix epoch.
+    modified: u64,
+}
+
+/// `GET /files`: the assembled files in the upload dir, newest first (hidden files, such as the
+/// chunk folder and files being assembled, and directories are left out).
+async fn list_files(dir: PathBuf) -> Response {
+    match tokio::task::spawn_blocking(move || read_files(&dir)).await {
+        Ok(Ok(files)) => (
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            serde_json::to_string(&files).unwrap_or_else(|_| "[]".to_owned()),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot list the upload dir");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "listing the upload dir failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn read_files(dir: &Path) -> std::io::Result<Vec<FileEntry>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = entry.metadata() else { continue };
+        if name.starts_with('.') || !meta.is_file() {
+            continue;
+        }
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        files.push(FileEntry {
+            name,
+            size: meta.len(),
+            modified,
+        });
+    }
+    files.sort_by(|a, b| {
+        b.modified
+            .cmp(&a.modified)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(files)
+}
+
+/// Removes expired uploads and leftovers every `interval`, starting now.
+async fn sweep_periodically(uploads: Uploads, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        let uploads = uploads.clone();
+        let started = Instant::now();
+        match tokio::task::spawn_blocking(move || uploads.sweep()).await {
+            Ok(Ok(report)) if report.uploads_expired + report.orphans_removed > 0 => {
+                tracing::info!(
+                    expired = report.uploads_expired,
+                    orphans = report.orphans_removed,
+                    bytes_freed = report.bytes_freed,
+                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "sweep"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "sweep task failed"),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! axum 0.8: a ready [`router`], and the extractors it is made of for routes of your own.
+//!
+//! [`router`] serves the upload route at `/` (`GET` tests a chunk; `POST`, `PUT` and `PATCH`
+//! upload one) and the finalize route at `/done` (`POST`); mount it where you like with
+//! [`Router::nest`]. The scope, which keeps one user's uploads apart from another's, is a
+//! function of the request head (a session cookie, an authenticated user id).
+//!
+//! ```no_run
+//! use axum::Router;
+//! use axum::http::request::Parts;
+//! use chunked_upload::{Config, Uploads, adapter};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
+//! let scope = |parts: &Parts| {
+//!     let user = parts.headers.get("x-user-id").and_then(|v| v.to_str().ok());
+//!     user.unwrap_or_default().to_owned()
+//! };
+//! // POST /upload, GET /upload (test), POST /upload/done (finalize).
+//! let app = Router::new().nest("/upload", adapter::axum::router(uploads, scope));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! In a handler of your own, [`UploadChunk`] handles the request and yields the
+//! [`Outcome`]; its rejection, [`UploadRejection`], answers with the core's status (204 for a
+//! test request whose chunk is absent). Both need an [`UploadState`] reachable from the router's
+//! state through [`FromRef`]:
+//!
+//! ```no_run
+//! use axum::Router;
+//! use axum::routing::get;
+//! use chunked_upload::adapter::axum::{UploadChunk, UploadState};
+//! use chunked_upload::{Config, Outcome, Uploads};
+//!
+//! async fn upload(UploadChunk(outcome): UploadChunk) -> UploadChunk {
+//!     if let Outcome::Assembled { file, fresh: true } = &outcome {
+//!         println!("{} is complete ({} bytes)", file.path.display(), file.size);
+//!     }
+//!     UploadChunk(outcome)
+//! }
+//!
+//! # fn app() -> chunked_upload::Result<Router> {
+//! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
+//! let state = UploadState::new(uploads, |_: &axum::http::request::Parts| String::new());
+//! let app: Router = Router::new()
+//!     .route("/upload", get(upload).post(upload))
+//!     .with_state(state);
+//! # Ok(app)
+//! # }
+//! ```
+//!
+//! Bodies are streamed (see [the adapter overview](super)); the extractors apply their own
+//! body limit (the largest chunk plus form overhead), so no [`DefaultBodyLimit`] is needed.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
+use super::http_common::{head, response};
+use crate::{Error, Outcome, Reply, Result, Uploads};
+
+// Handlers run on any worker thread.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<UploadState>();
+    send_sync::<UploadChunk>();
+    send_sync::<UploadRejection>();
+};
+
+/// A function of the request head that returns the caller's scope.
+pub type ScopeFn = dyn Fn(&Parts) -> String + Send + Sync;
+
+/// What the extractors need: the [`Uploads`] and the scope function. Cheap to clone; use it as
+/// router state, or make it reachable from yours with [`FromRef`].
+#[derive(Clone)]
+pub struct UploadState {
+    uploads: Uploads,
+    scope: Arc<ScopeFn>,
+}
+
+impl UploadState {
+    /// Pairs the uploads with the function that derives a request's scope.
+    pub fn new(uploads: Uploads, scope: impl Fn(&Parts) -> String + Send + Sync + 'static) -> Self {
+        UploadState {
+            uploads,
+            scope: Arc::new(scope),
+        }
+    }
+
+    /// The uploads.
+    pub fn uploads(&self) -> &Uploads {
+        &self.uploads
+    }
+}
+
+impl fmt::Debug for UploadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadState")
+            .field("uploads", &self.uploads)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A router with the upload route at `/` (`GET`, `POST`, `PUT`, `PATCH`) and the finalize route
+/// at `/done` (`POST`). Nest it under the path of your choice.
+pub fn router<S>(
+    uploads: Uploads,
+    scope: impl Fn(&Parts) -> String + Send + Sync + 'static,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    async fn upload(chunk: UploadChunk) -> UploadChunk {
+        chunk
+    }
+    async fn done(done: FinalizeUpload) -> FinalizeUpload {
+        done
+    }
+    Router::new()
+        .route("/", get(upload).post(upload).put(upload).patch(upload))
+        .route("/done", post(done))
+        .with_state(UploadState::new(uploads, scope))
+}
+
+/// Extractor for the upload route: handles the request (test or chunk upload, assembling the
+/// file when it completes) and yields what happened. Answers `200` with the core's JSON when
+/// returned as a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadChunk(pub Outcome);
+
+/// Extractor for the finalize ("done") route: finalizes the upload the parameters name
+/// ([`Uploads::finalize_request`]); idempotent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalizeUpload(pub Outcome);
+
+/// The rejection of [`UploadChunk`] and [`FinalizeUpload`]: the core's [`Error`], answered with
+/// [`Reply::error`] (204 with an empty body for a test request whose chunk is absent).
+#[derive(Debug)]
+pub struct UploadRejection(pub Error);
+
+impl<S> FromRequest<S> for UploadChunk
+where
+    S: Send + Sync,
+    UploadState: FromRef<S>,
+{
+    type Rejection = UploadRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        handled(&UploadState::from_ref(state), Purpose::Save, req)
+            .await
+            .map(UploadChunk)
+            .map_err(UploadRejection)
+    }
+}
+
+impl<S> FromRequest<S> for FinalizeUpload
+where
+    S: Send + Sync,
+    UploadState: FromRef<S>,
+{
+    type Rejection = UploadRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        handled(&UploadState::from_ref(state), Purpose::Finalize, req)
+            .await
+            .map(FinalizeUpload)
+            .map_err(UploadRejection)
+    }
+}
+
+impl IntoResponse for UploadChunk {
+    fn into_response(self) -> Response {
+        response(Reply::outcome(&self.0))
+    }
+}
+
+impl IntoResponse for FinalizeUpload {
+    fn into_response(self) -> Response {
+        response(Reply::outcome(&self.0))
+    }
+}
+
+impl IntoResponse for UploadRejection {
+    fn into_response(self) -> Response {
+        response(Reply::error(&self.0))
+    }
+}
+
+impl From<Error> for UploadRejection {
+    fn from(error: Error) -> Self {
+        UploadRejection(error)
+    }
+}
+
+impl fmt::Display for UploadRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for UploadRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+async fn handled(state: &UploadState, purpose: Purpose, req: Request) -> Result<Outcome> {
+    let started = Instant::now();
+    let result = receive(state, purpose, req).await;
+    log(&result, started);
+    result
+}
+
+async fn receive(state: &UploadState, purpose: Purpose, req: Request) -> Result<Outcome> {
+    let (parts, body) = req.into_parts();
+    let scope = (state.scope)(&parts);
+    let (collector, kind) = Collector::begin(&state.uploads, purpose, &head(&parts), scope)?;
+    match kind {
+        BodyKind::None => collector.finish().await,
+        BodyKind::Raw => collector.raw(data(body)).await,
+        BodyKind::Form => collector.form(data(body)).await?.finish().await,
+        BodyKind::Multipart => {
+            let limit = state.uploads.max_request_body();
+            let mut req = Request::from_parts(parts, body);
+            DefaultBodyLimit::max(usize::try_from(limit).unwrap_or(usize::MAX)).apply(&mut req);
+            let mut multipart = Multipart::from_request(req, &())
+                .await
+                .map_err(|rejection| Error::bad("Content-Type", rejection.body_text()))?;
+            let malformed = |e: axum::extract::multipart::MultipartError| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large(limit.saturating_add(1), limit)
+                } else {
+                    Error::bad(
+                        "body",
+                        format!("malformed multipart form: {}", e.body_text()),
+                    )
+                }
+            };
+            let mut collector = collector;
+            while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+                let name = field.name().unwrap_or_default().to_owned();
+                let filename = field.file_name().map(str::to_owned);
+                let part = field.map(|piece| piece.map_err(malformed));
+                collector.field(&name, filename.as_deref(), part).await?;
+            }
+            collector.finish().await
+        }
+    }
+}
+
+fn data(body: Body) -> impl Stream<Item = Result<Bytes>> + Send {
+    body.into_data_stream()
+        .map(|piece| piece.map_err(unreadable))
+}

@@ -1,0 +1,622 @@
+//! What the adapters share, and nothing framework-specific: the bounded channel that turns an
+//! async body into the blocking [`Read`] the core consumes, and the [`Collector`] that gathers a
+//! request's parameters and body and makes the one `save` or `finalize` call.
+//!
+//! An adapter translates its request into [`Collector::begin`], feeds it the form fields and
+//! parts it parses (with its framework's multipart parser), and answers with
+//! [`Reply`](crate::Reply).
+
+use std::fmt;
+use std::io::{self, Read};
+use std::pin::pin;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
+use tempfile::TempPath;
+use tokio::sync::mpsc;
+
+use crate::{
+    ChunkBody, Error, FORM_OVERHEAD, Limit, MAX_PARAM_LEN, Outcome, Params, RawRequest,
+    RequestKind, Result, Uploads,
+};
+
+/// Most form fields one request may carry (widgets send about ten).
+const MAX_FIELDS: usize = 256;
+/// Body pieces buffered between the async side and the blocking side. With frames of at most a
+/// few hundred KiB this bounds the memory one request holds, whatever the chunk size.
+const PIPE_DEPTH: usize = 4;
+
+/// The error for a request body over [`Uploads::max_request_body`] (found while reading it).
+pub(crate) fn too_large(value: u64, limit: u64) -> Error {
+    Error::TooLarge {
+        limit_kind: Limit::RequestBody,
+        value,
+        limit,
+    }
+}
+
+/// The error for a body the framework could not read (a broken connection, malformed framing).
+pub(crate) fn unreadable(err: impl fmt::Display) -> Error {
+    Error::bad("body", format!("could not be read: {err}"))
+}
+
+/// How the body of a request is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// No body is read (test requests).
+    None,
+    /// `multipart/form-data`: fields, then (usually) the file part.
+    Multipart,
+    /// `application/x-www-form-urlencoded`: parameters only.
+    Form,
+    /// Anything else: the body is the chunk itself (flow.js / resumable.js `method: 'octet'`).
+    Raw,
+}
+
+impl BodyKind {
+    fn of(kind: RequestKind, content_type: Option<&str>) -> BodyKind {
+        if kind == RequestKind::Test {
+            return BodyKind::None;
+        }
+        let media = content_type
+            .and_then(|ct| ct.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase());
+        match media.as_deref() {
+            Some("multipart/form-data") => BodyKind::Multipart,
+            Some("application/x-www-form-urlencoded") => BodyKind::Form,
+            _ => BodyKind::Raw,
+        }
+    }
+}
+
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// The upload route: a test (`GET`) or a chunk (`POST`, `PUT`, `PATCH`).
+    Save,
+    /// The "done" route: finalize the upload the parameters name.
+    Finalize,
+}
+
+/// What a request carries, as any framework exposes it.
+pub(crate) struct Head<'a> {
+    pub(crate) method: &'a str,
+    /// The query string, without `?`.
+    pub(crate) query: &'a str,
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) content_length: Option<u64>,
+}
+
+/// One request on its way to the core: parameters so far, the scope, a body staged on disk,
+/// or the outcome once the chunk is saved.
+pub(crate) struct Collector {
+    uploads: Uploads,
+    purpose: Purpose,
+    request: RawRequest,
+    staged: Option<TempPath>,
+    saved: Option<Outcome>,
+    limit: u64,
+    received: u64,
+    /// Parts of the form so far, and text fields among them.
+    fields: usize,
+    texts: usize,
+}
+
+impl Collector {
+    /// Starts a request: method, query string, and the body's kind and declared length.
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] for a method that is not an upload method or a query string that is
+    /// not UTF-8; [`Error::TooLarge`] when `Content-Length` is over the body limit.
+    pub(crate) fn begin(
+        uploads: &Uploads,
+        purpose: Purpose,
+        head: &Head<'_>,
+        scope: String,
+    ) -> Result<(Collector, BodyKind)> {
+        let kind = match (purpose, head.method) {
+            (Purpose::Finalize, _) | (Purpose::Save, "POST" | "PUT" | "PATCH") => {
+                RequestKind::Upload
+            }
+            (Purpose::Save, "GET") => RequestKind::Test,
+            (Purpose::Save, other) => {
+                return Err(Error::bad(
+                    "method",
+                    format!(
+                        "{other} is not an upload method (GET tests a chunk, POST uploads one)"
+                    ),
+                ));
+            }
+        };
+        let body = BodyKind::of(kind, head.content_type);
+        if body != BodyKind::None
+            && let Some(length) = head.content_length
+        {
+            uploads.check_content_length(length)?;
+        }
+        let params = Params::from_urlencoded(head.query.as_bytes())?;
+        let collector = Collector {
+            uploads: uploads.clone(),
+            purpose,
+            request: RawRequest::new(kind, params).with_scope(scope),
+            staged: None,
+            saved: None,
+            limit: uploads.max_request_body(),
+            received: 0,
+            fields: 0,
+            texts: 0,
+        };
+        Ok((collector, body))
+    }
+
+    /// One multipart field: a text field joins the parameters; the file part is streamed into
+    /// `save` when the fields before it make a valid request, refused unread when they make an
+    /// invalid one, and staged on disk when parameters may still follow it: when it is the
+    /// form's first part (widgets send their fields first; a form that starts with the file
+    /// may have all its fields after it, and a bare file part is itself a valid one-request
+    /// upload), or when the request lacks a parameter. Fields after a saved chunk are skipped
+    /// unread (the adapter still reads the form to its end, so the connection stays usable).
+    ///
+    /// # Errors
+    /// The request is answered with this error; read no further.
+    pub(crate) async fn field<S>(
+        &mut self,
+        name: &str,
+        filename: Option<&str>,
+        part: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>>,
+    {
+        self.fields += 1;
+        if self.fields > MAX_FIELDS {
+            return Err(Error::bad("form", format!("more than {MAX_FIELDS} fields")));
+        }
+        if self.saved.is_some() {
+            return Ok(());
+        }
+        if !self.uploads.config().dialects().is_file_field(name) {
+            self.texts += 1;
+            return self.text(name, part).await;
+        }
+        if self.purpose == Purpose::Finalize || self.staged.is_some() {
+            // A finalize request needs no bytes, and a second file part is not a chunk.
+            return Ok(());
+        }
+        if let Some(filename) = filename {
+            self.request.set_part_filename(filename);
+        }
+        if self.texts == 0 {
+            return self.stage(part).await;
+        }
+        match self.uploads.chunk_info(&self.request) {
+            Ok(_) => {
+                self.saved = Some(self.stream_into_save(part).await?);
+                Ok(())
+            }
+            Err(e) if may_still_arrive(&e, self.request.params()) => self.stage(part).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An `application/x-www-form-urlencoded` body: its pairs join the parameters.
+    pub(crate) async fn form<S>(mut self, body: S) -> Result<Collector>
+    where
+        S: Stream<Item = Result<Bytes>>,
+    {
+        let mut form = Vec::new();
+        let mut body = pin!(body);
+        while let Some(piece) = body.next().await {
+            let piece = piece?;
+            if (form.len() + piece.len()) as u64 > FORM_OVERHEAD {
+                return Err(too_large((form.len() + piece.len()) as u64, FORM_OVERHEAD));
+            }
+            form.extend_from_slice(&piece);
+        }
+        self.request.params_mut().extend_from_urlencoded(&form)?;
+        Ok(self)
+    }
+
+    /// A raw body (octet mode): validated from the query string first, refused unread when
+    /// wrong, else streamed into `save`. A finalize request ignores it.
+    pub(crate) async fn raw<S>(mut self, body: S) -> Result<Outcome>
+    where
+        S: Stream<Item = Result<Bytes>>,
+    {
+        if self.purpose == Purpose::Finalize {
+            return self.finish().await;
+        }
+        self.uploads.chunk_info(&self.request)?;
+        self.stream_into_save(body).await
+    }
+
+    /// The form is read: the outcome of the chunk already saved, or save (with the staged body,
+    /// if any), or finalize.
+    pub(crate) async fn finish(self) -> Result<Outcome> {
+        let Collector {
+            uploads,
+            purpose,
+            mut request,
+            staged,
+            saved,
+            ..
+        } = self;
+        if let Some(outcome) = saved {
+            return Ok(outcome);
+        }
+        if let Some(path) = staged {
+            request.set_body(ChunkBody::File(path));
+        }
+        let temp_dir = uploads.temp_dir().to_owned();
+        let task = tokio::task::spawn_blocking(move || match purpose {
+            Purpose::Save => uploads.save(&mut request),
+            Purpose::Finalize => uploads.finalize_request(&request),
+        });
+        joined(task.await, &temp_dir)
+    }
+
+    fn count(&mut self, bytes: usize) -> Result<()> {
+        self.received = self.received.saturating_add(bytes as u64);
+        if self.received > self.limit {
+            return Err(too_large(self.received, self.limit));
+        }
+        Ok(())
+    }
+
+    /// Reads a text field, keeping at most one byte more than a parameter may have (the core
+    /// then refuses it with its usual message).
+    async fn text<S>(&mut self, name: &str, part: S) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>>,
+    {
+        let mut value = Vec::new();
+        let mut part = pin!(part);
+        while let Some(piece) = part.next().await {
+            let piece = piece?;
+            self.count(piece.len())?;
+            let room = (MAX_PARAM_LEN + 1).saturating_sub(value.len());
+            value.extend_from_slice(&piece[..piece.len().min(room)]);
+            if value.len() > MAX_PARAM_LEN {
+                break;
+            }
+        }
+        self.request.params_mut().insert_bytes(name, value)
+    }
+
+    /// Runs `save` on a blocking thread while the body flows to it through the pipe.
+    async fn stream_into_save<S>(&mut self, body: S) -> Result<Outcome>
+    where
+        S: Stream<Item = Result<Bytes>>,
+    {
+        let mut request = std::mem::replace(
+            &mut self.request,
+            RawRequest::new(RequestKind::Upload, Params::new()),
+        );
+        let (writer, reader) = pipe();
+        request.set_body(ChunkBody::Stream(Box::new(reader)));
+        let uploads = self.uploads.clone();
+        let temp_dir = uploads.temp_dir().to_owned();
+        let task = tokio::task::spawn_blocking(move || uploads.save(&mut request));
+        let fed = feed(writer, body, &mut self.received, self.limit).await;
+        match (joined(task.await, &temp_dir), fed) {
+            (Ok(outcome), _) => Ok(outcome),
+            // The body failed while the core was reading it: that is the cause.
+            (Err(_), Err(cause)) => Err(cause),
+            (Err(e), Ok(())) => Err(e),
+        }
+    }
+
+    /// Streams a file part that came before its parameters into a staging file in the temp dir.
+    async fn stage<S>(&mut self, part: S) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>>,
+    {
+        let uploads = self.uploads.clone();
+        let temp_dir = uploads.temp_dir().to_owned();
+        let (writer, mut reader) = pipe();
+        let task = tokio::task::spawn_blocking(move || -> Result<TempPath> {
+            let mut file = uploads.incoming_file()?;
+            io::copy(&mut reader, file.as_file_mut())
+                .map_err(|e| Error::io("write the request body to", file.path(), e))?;
+            Ok(file.into_temp_path())
+        });
+        let fed = feed(writer, part, &mut self.received, self.limit).await;
+        let staged = joined(task.await, &temp_dir);
+        fed?;
+        self.staged = Some(staged?);
+        Ok(())
+    }
+}
+
+/// Whether the error is about a parameter the form has not sent (yet): a file part that
+/// precedes its fields.
+fn may_still_arrive(error: &Error, params: &Params) -> bool {
+    matches!(error, Error::BadRequest { field, .. } if !params.contains(field))
+}
+
+/// The result of a blocking task; a panic in it becomes a 500.
+fn joined<T>(
+    result: std::result::Result<Result<T>, tokio::task::JoinError>,
+    temp_dir: &std::path::Path,
+) -> Result<T> {
+    result.unwrap_or_else(|e| {
+        Err(Error::io(
+            "handle a request for",
+            temp_dir,
+            io::Error::other(format!("the request's blocking task failed: {e}")),
+        ))
+    })
+}
+
+/// Sends `body` through the pipe, counting bytes against `limit`. Returns the body's own error
+/// (or [`Error::TooLarge`]) if it fails; stops quietly when the reader is gone (the core has
+/// stopped reading, and its result says why).
+async fn feed<S>(writer: PipeWriter, body: S, received: &mut u64, limit: u64) -> Result<()>
+where
+    S: Stream<Item = Result<Bytes>>,
+{
+    let mut body = pin!(body);
+    while let Some(piece) = body.next().await {
+        let piece = match piece {
+            Ok(piece) => piece,
+            Err(e) => {
+                writer.fail(io::Error::other(e.to_string())).await;
+                return Err(e);
+            }
+        };
+        *received = received.saturating_add(piece.len() as u64);
+        if *received > limit {
+            writer
+                .fail(io::Error::other("the request body is over the limit"))
+                .await;
+            return Err(too_large(*received, limit));
+        }
+        if !writer.send(piece).await {
+            return Ok(());
+        }
+    }
+    writer.end().await;
+    Ok(())
+}
+
+enum Message {
+    Data(Bytes),
+    End,
+    Fail(io::Error),
+}
+
+/// A bounded channel from the async side (the framework's body) to a blocking [`Read`].
+fn pipe() -> (PipeWriter, PipeReader) {
+    let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+    (
+        PipeWriter { tx },
+        PipeReader {
+            rx,
+            current: Bytes::new(),
+            ended: false,
+        },
+    )
+}
+
+struct PipeWriter {
+    tx: mpsc::Sender<Message>,
+}
+
+impl PipeWriter {
+    /// Sends a piece; `false` when the reader is gone.
+    async fn send(&self, piece: Bytes) -> bool {
+        piece.is_empty() || self.tx.send(Message::Data(piece)).await.is_ok()
+    }
+
+    /// The body is complete.
+    async fn end(self) {
+        let _ = self.tx.send(Message::End).await;
+    }
+
+    /// The body failed: the reader's next read fails with `err`.
+    async fn fail(self, err: io::Error) {
+        let _ = self.tx.send(Message::Fail(err)).await;
+    }
+}
+
+/// The blocking end of [`pipe`]. A writer that goes away without [`PipeWriter::end`] (a request
+/// dropped mid-body) is an error, never a short body taken for a whole one.
+struct PipeReader {
+    rx: mpsc::Receiver<Message>,
+    current: Bytes,
+    ended: bool,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if !self.current.is_empty() {
+                let n = buf.len().min(self.current.len());
+                buf[..n].copy_from_slice(&self.current[..n]);
+                self.current.advance(n);
+                return Ok(n);
+            }
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Message::Data(piece)) => self.current = piece,
+                Some(Message::End) => self.ended = true,
+                Some(Message::Fail(err)) => return Err(err),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the request body was cut off",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Logs the end of a request: `info` for an assembled file, `warn` for a refused request,
+/// `error` for a server-side failure.
+pub(crate) fn log(result: &Result<Outcome>, started: Instant) {
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(Outcome::Assembled { file, fresh: true }) => tracing::info!(
+            file = %file.path.display(),
+            size = file.size,
+            identifier = %file.upload.identifier,
+            elapsed_ms,
+            "file assembled"
+        ),
+        Ok(outcome) => tracing::debug!(?outcome, elapsed_ms, "upload request handled"),
+        Err(e) => match e.status() {
+            204 => tracing::debug!(reason = %e, "test request: chunk absent"),
+            status if status >= 500 => {
+                tracing::error!(status, reason = %e, elapsed_ms, "upload request failed");
+            }
+            status => tracing::warn!(status, reason = %e, elapsed_ms, "upload request rejected"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    fn read_all(mut reader: PipeReader) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn pipe_carries_the_body_then_ends() {
+        runtime().block_on(async {
+            let (writer, reader) = pipe();
+            let reading = tokio::task::spawn_blocking(move || read_all(reader));
+            for piece in [&b"he"[..], b"", b"llo", b" world"] {
+                assert!(writer.send(Bytes::from_static(piece)).await);
+            }
+            writer.end().await;
+            assert_eq!(reading.await.unwrap().unwrap(), b"hello world");
+        });
+    }
+
+    #[test]
+    fn pipe_reports_failure_and_cut_off_bodies() {
+        runtime().block_on(async {
+            let (writer, reader) = pipe();
+            let reading = tokio::task::spawn_blocking(move || read_all(reader));
+            assert!(writer.send(Bytes::from_static(b"abc")).await);
+            writer.fail(io::Error::other("boom")).await;
+            assert_eq!(reading.await.unwrap().unwrap_err().to_string(), "boom");
+
+            let (writer, reader) = pipe();
+            let reading = tokio::task::spawn_blocking(move || read_all(reader));
+            assert!(writer.send(Bytes::from_static(b"abc")).await);
+            drop(writer);
+            let err = reading.await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        });
+    }
+
+    #[test]
+    fn writer_notices_a_reader_that_stopped() {
+        runtime().block_on(async {
+            let (writer, reader) = pipe();
+            drop(reader);
+            assert!(!writer.send(Bytes::from_static(b"abc")).await);
+        });
+    }
+
+    #[test]
+    fn body_kind_follows_content_type() {
+        use RequestKind::{Test, Upload};
+        let cases = [
+            (
+                Test,
+                Some("multipart/form-data; boundary=x"),
+                BodyKind::None,
+            ),
+            (
+                Upload,
+                Some("multipart/form-data; boundary=x"),
+                BodyKind::Multipart,
+            ),
+            (
+                Upload,
+                Some("Multipart/Form-Data;boundary=x"),
+                BodyKind::Multipart,
+            ),
+            (
+                Upload,
+                Some("application/x-www-form-urlencoded"),
+                BodyKind::Form,
+            ),
+            (Upload, Some("application/octet-stream"), BodyKind::Raw),
+            (Upload, None, BodyKind::Raw),
+        ];
+        for (kind, ct, expected) in cases {
+            assert_eq!(BodyKind::of(kind, ct), expected, "{kind:?} {ct:?}");
+        }
+    }
+
+    #[test]
+    fn begin_refuses_from_content_length_and_method() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config::builder(dir.path().join("t"), dir.path().join("f"))
+            .max_chunk_size(1000)
+            .build();
+        let uploads = Uploads::new(config).unwrap();
+        let head = |method, content_length| Head {
+            method,
+            query: "a=1",
+            content_type: Some("application/octet-stream"),
+            content_length,
+        };
+        let limit = 1000 + FORM_OVERHEAD;
+        let begin = |h: &Head<'_>| Collector::begin(&uploads, Purpose::Save, h, String::new());
+        assert!(begin(&head("POST", Some(limit))).is_ok());
+        assert!(matches!(
+            begin(&head("POST", Some(limit + 1))),
+            Err(Error::TooLarge { limit_kind: Limit::RequestBody, value, .. }) if value == limit + 1
+        ));
+        // A test request has no body to refuse.
+        assert!(begin(&head("GET", Some(limit + 1))).is_ok());
+        assert!(matches!(
+            begin(&head("DELETE", None)),
+            Err(Error::BadRequest { field, .. }) if field == "method"
+        ));
+        let bad_query = Head {
+            query: "flowFilename=%FF",
+            ..head("GET", None)
+        };
+        assert!(matches!(
+            begin(&bad_query),
+            Err(Error::BadRequest { field, .. }) if field == "flowFilename"
+        ));
+    }
+
+    #[test]
+    fn missing_parameters_may_still_arrive_malformed_ones_not() {
+        let params: Params = [("flowChunkNumber", "0")].into_iter().collect();
+        assert!(may_still_arrive(
+            &Error::bad("flowIdentifier", "missing"),
+            &params
+        ));
+        assert!(may_still_arrive(&Error::bad("parameters", "none"), &params));
+        assert!(!may_still_arrive(
+            &Error::bad("flowChunkNumber", "0"),
+            &params
+        ));
+        assert!(!may_still_arrive(&too_large(2, 1), &params));
+    }
+}

@@ -1,0 +1,43 @@
+//! The `http` crate's types, shared by the adapters built on them (axum and hyper): reading a
+//! request head, writing a [`Reply`] as a response.
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode};
+
+use super::body::Head;
+use crate::Reply;
+
+/// What the collector needs from a request head.
+pub(crate) fn head(parts: &Parts) -> Head<'_> {
+    Head {
+        method: parts.method.as_str(),
+        query: parts.uri.query().unwrap_or(""),
+        content_type: parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        content_length: parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()),
+    }
+}
+
+/// The response for a reply: its status, its JSON body (with `Content-Type`) if any, and
+/// `Retry-After` when set.
+pub(crate) fn response<B: From<String>>(reply: Reply) -> Response<B> {
+    let content_type = reply.content_type();
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(B::from(reply.body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Some(content_type) = content_type {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    if let Some(seconds) = reply.retry_after {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
