@@ -17,7 +17,14 @@ use std::time::{Duration, Instant};
 
 use chunked_upload::{ChunkBody, Config, Outcome, Params, RawRequest, RequestKind, Uploads};
 
-fn params(id: &str, number: u64, chunk: u64, total_size: u64, total_chunks: u64, current: u64) -> Params {
+fn params(
+    id: &str,
+    number: u64,
+    chunk: u64,
+    total_size: u64,
+    total_chunks: u64,
+    current: u64,
+) -> Params {
     [
         ("flowChunkNumber", number.to_string()),
         ("flowChunkSize", chunk.to_string()),
@@ -31,10 +38,25 @@ fn params(id: &str, number: u64, chunk: u64, total_size: u64, total_chunks: u64,
     .collect()
 }
 
-fn upload(uploads: &Uploads, id: &str, number: u64, chunk: u64, total_chunks: u64, body: &[u8]) -> Outcome {
+fn upload(
+    uploads: &Uploads,
+    id: &str,
+    number: u64,
+    chunk: u64,
+    total_chunks: u64,
+    body: &[u8],
+) -> Outcome {
     let total_size = chunk * total_chunks;
-    let p = params(id, number, chunk, total_size, total_chunks, body.len() as u64);
-    let mut request = RawRequest::new(RequestKind::Upload, p).with_body(ChunkBody::bytes(body.to_vec()));
+    let p = params(
+        id,
+        number,
+        chunk,
+        total_size,
+        total_chunks,
+        body.len() as u64,
+    );
+    let mut request =
+        RawRequest::new(RequestKind::Upload, p).with_body(ChunkBody::bytes(body.to_vec()));
     uploads.save(&mut request).expect("save")
 }
 
@@ -44,7 +66,8 @@ fn per_chunk(base: &Path, n: u64, files: u64) -> Duration {
     let body = vec![7u8; CHUNK as usize];
     let dir = base.join(format!("per-chunk-{n}"));
     let _ = fs::remove_dir_all(&dir);
-    let uploads = Uploads::new(Config::builder(dir.join("chunks"), dir.join("files")).build()).unwrap();
+    let uploads =
+        Uploads::new(Config::builder(dir.join("chunks"), dir.join("files")).build()).unwrap();
     let mut spent = Duration::ZERO;
     for f in 0..files {
         let id = format!("f{n}-{f}");
@@ -81,7 +104,9 @@ fn assembly(base: &Path, mib: u64, round: u32) -> (f64, f64, f64) {
     let key = chunked_upload::default_hash_name("", &id);
     let chunk_dir = dir.join("chunks").join(&key);
     fs::write(chunk_dir.join(format!("chunk.{}", mib - 1)), &body).unwrap();
-    let chunk_files: Vec<PathBuf> = (0..mib).map(|i| chunk_dir.join(format!("chunk.{i}"))).collect();
+    let chunk_files: Vec<PathBuf> = (0..mib)
+        .map(|i| chunk_dir.join(format!("chunk.{i}")))
+        .collect();
 
     let cat_out = dir.join("cat.bin");
     // Each contender starts with no dirty pages in flight (the chunks were just written).
@@ -89,9 +114,19 @@ fn assembly(base: &Path, mib: u64, round: u32) -> (f64, f64, f64) {
     let cat = |sync: bool| {
         let _ = fs::remove_file(&cat_out);
         settle();
-        let script = if sync { "cat \"$@\" > \"$0\" && sync \"$0\"" } else { "cat \"$@\" > \"$0\"" };
+        let script = if sync {
+            "cat \"$@\" > \"$0\" && sync \"$0\""
+        } else {
+            "cat \"$@\" > \"$0\""
+        };
         let start = Instant::now();
-        let status = Command::new("sh").arg("-c").arg(script).arg(&cat_out).args(&chunk_files).status().unwrap();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(&cat_out)
+            .args(&chunk_files)
+            .status()
+            .unwrap();
         assert!(status.success());
         start.elapsed().as_secs_f64()
     };
@@ -99,28 +134,48 @@ fn assembly(base: &Path, mib: u64, round: u32) -> (f64, f64, f64) {
     let cat_synced = cat(true);
 
     let _ = fs::remove_file(&cat_out);
-    let mut test = RawRequest::new(RequestKind::Test, params(&id, mib, CHUNK, CHUNK * mib, mib, CHUNK));
+    let mut test = RawRequest::new(
+        RequestKind::Test,
+        params(&id, mib, CHUNK, CHUNK * mib, mib, CHUNK),
+    );
     settle();
     let start = Instant::now();
     let outcome = uploads.save(&mut test).unwrap();
     let ours = start.elapsed().as_secs_f64();
-    let Outcome::Assembled { file, .. } = outcome else { panic!("not assembled: {outcome:?}") };
+    let Outcome::Assembled { file, .. } = outcome else {
+        panic!("not assembled: {outcome:?}")
+    };
     assert_eq!(file.size, CHUNK * mib);
     let _ = fs::remove_dir_all(&dir);
     (ours, cat_plain, cat_synced)
 }
 
 fn main() {
-    let base = std::env::var_os("BENCH_DIR").map_or_else(|| PathBuf::from("target/bench-core"), PathBuf::from);
+    let base = std::env::var_os("BENCH_DIR")
+        .map_or_else(|| PathBuf::from("target/bench-core"), PathBuf::from);
     fs::create_dir_all(&base).unwrap();
-    let mib: u64 = std::env::var("BENCH_ASSEMBLY_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: u64 = std::env::var("BENCH_ASSEMBLY_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
 
-    println!("== per-chunk cost of save() (1 KiB chunks, completion check included, assembly excluded)");
+    println!(
+        "== per-chunk cost of save() (1 KiB chunks, completion check included, assembly excluded)"
+    );
     let small = per_chunk(&base, 100, 200);
     let large = per_chunk(&base, 100_000, 1);
-    println!("   100 chunks/file     : {:>8.1} us per chunk (200 files)", small.as_secs_f64() * 1e6);
-    println!("   100 000 chunks/file : {:>8.1} us per chunk (1 file)", large.as_secs_f64() * 1e6);
-    println!("   ratio 100k / 100    : {:>8.2} (target <= 1.5)", large.as_secs_f64() / small.as_secs_f64());
+    println!(
+        "   100 chunks/file     : {:>8.1} us per chunk (200 files)",
+        small.as_secs_f64() * 1e6
+    );
+    println!(
+        "   100 000 chunks/file : {:>8.1} us per chunk (1 file)",
+        large.as_secs_f64() * 1e6
+    );
+    println!(
+        "   ratio 100k / 100    : {:>8.2} (target <= 1.5)",
+        large.as_secs_f64() / small.as_secs_f64()
+    );
 
     println!("== assembly of {mib} MiB from 1 MiB chunks (seconds; best of 2)");
     let mut best = (f64::MAX, f64::MAX, f64::MAX);
@@ -128,7 +183,19 @@ fn main() {
         let (ours, cat, cat_sync) = assembly(&base, mib, round);
         best = (best.0.min(ours), best.1.min(cat), best.2.min(cat_sync));
     }
-    println!("   chunked-upload (copy_file_range + fsync) : {:>7.3} s  {:>7.0} MiB/s", best.0, mib as f64 / best.0);
-    println!("   cat > file                              : {:>7.3} s  {:>7.0} MiB/s", best.1, mib as f64 / best.1);
-    println!("   cat > file && sync file                 : {:>7.3} s  {:>7.0} MiB/s", best.2, mib as f64 / best.2);
+    println!(
+        "   chunked-upload (copy_file_range + fsync) : {:>7.3} s  {:>7.0} MiB/s",
+        best.0,
+        mib as f64 / best.0
+    );
+    println!(
+        "   cat > file                              : {:>7.3} s  {:>7.0} MiB/s",
+        best.1,
+        mib as f64 / best.1
+    );
+    println!(
+        "   cat > file && sync file                 : {:>7.3} s  {:>7.0} MiB/s",
+        best.2,
+        mib as f64 / best.2
+    );
 }

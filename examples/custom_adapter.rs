@@ -45,7 +45,11 @@ fn flow_request(method: &'static str, data: &[u8], number: u64, chunk_size: u64)
     let size = data.len() as u64;
     let total = (size / chunk_size).max(1);
     let start = (number - 1) * chunk_size;
-    let end = if number == total { size } else { start + chunk_size };
+    let end = if number == total {
+        size
+    } else {
+        start + chunk_size
+    };
     let query = [
         ("flowChunkNumber", number.to_string()),
         ("flowChunkSize", chunk_size.to_string()),

@@ -245,10 +245,7 @@ fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<()
     if value.len() > max {
         return Err(Error::bad(
             field,
-            format!(
-                "{} bytes long, the limit is {max} bytes",
-                value.len()
-            ),
+            format!("{} bytes long, the limit is {max} bytes", value.len()),
         ));
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
@@ -268,7 +265,10 @@ fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<()
 pub fn parse_u64(field: &str, value: &str) -> Result<u64> {
     let quoted = quote(value);
     if value.is_empty() {
-        return Err(Error::bad(field, "is empty, expected a non-negative integer"));
+        return Err(Error::bad(
+            field,
+            "is empty, expected a non-negative integer",
+        ));
     }
     if value.starts_with('-') && value[1..].bytes().all(|b| b.is_ascii_digit()) && value.len() > 1 {
         return Err(Error::bad(
@@ -364,17 +364,27 @@ mod tests {
         let over_file = chunk(0, 1, 200, 200, 200);
         assert!(matches!(
             over_file.validate(&l),
-            Err(Error::TooLarge { limit_kind: Limit::FileSize, value: 200, limit: 100 })
+            Err(Error::TooLarge {
+                limit_kind: Limit::FileSize,
+                value: 200,
+                limit: 100
+            })
         ));
         let over_chunk = chunk(0, 2, 20, 40, 20);
         assert!(matches!(
             over_chunk.validate(&l),
-            Err(Error::TooLarge { limit_kind: Limit::ChunkSize, .. })
+            Err(Error::TooLarge {
+                limit_kind: Limit::ChunkSize,
+                ..
+            })
         ));
         let over_count = chunk(0, 10, 1, 10, 1);
         assert!(matches!(
             over_count.validate(&l),
-            Err(Error::TooLarge { limit_kind: Limit::Chunks, .. })
+            Err(Error::TooLarge {
+                limit_kind: Limit::Chunks,
+                ..
+            })
         ));
     }
 
@@ -382,10 +392,14 @@ mod tests {
     fn text_fields_are_checked() {
         let mut c = chunk(0, 1, 4, 1, 1);
         c.identifier.clear();
-        assert!(matches!(c.validate(&limits()), Err(Error::BadRequest { field, .. }) if field == "identifier"));
+        assert!(
+            matches!(c.validate(&limits()), Err(Error::BadRequest { field, .. }) if field == "identifier")
+        );
         let mut c = chunk(0, 1, 4, 1, 1);
         c.filename = "a\0b".into();
-        assert!(matches!(c.validate(&limits()), Err(Error::BadRequest { field, .. }) if field == "filename"));
+        assert!(
+            matches!(c.validate(&limits()), Err(Error::BadRequest { field, .. }) if field == "filename")
+        );
         let mut c = chunk(0, 1, 4, 1, 1);
         c.filename = "日本語 ✓.txt".into();
         c.validate(&limits()).unwrap();
@@ -395,9 +409,22 @@ mod tests {
     fn strict_integers() {
         assert_eq!(parse_u64("f", "0").unwrap(), 0);
         assert_eq!(parse_u64("f", "18446744073709551615").unwrap(), u64::MAX);
-        for bad in ["", "-1", "+1", "1.0", "1e3", " 1", "0x10", "18446744073709551616", "١"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.0",
+            "1e3",
+            " 1",
+            "0x10",
+            "18446744073709551616",
+            "١",
+        ] {
             let err = parse_u64("f", bad).unwrap_err();
-            assert!(matches!(&err, Error::BadRequest { field, .. } if field == "f"), "{bad}");
+            assert!(
+                matches!(&err, Error::BadRequest { field, .. } if field == "f"),
+                "{bad}"
+            );
         }
         let err = parse_u64("f", "-5").unwrap_err();
         assert!(err.to_string().contains("negative"));

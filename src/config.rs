@@ -128,7 +128,10 @@ impl Config {
     ///
     /// Keep `temp_dir` on the same filesystem as the destination: assembled files are published
     /// by rename.
-    pub fn builder(temp_dir: impl Into<PathBuf>, destination_dir: impl Into<PathBuf>) -> ConfigBuilder {
+    pub fn builder(
+        temp_dir: impl Into<PathBuf>,
+        destination_dir: impl Into<PathBuf>,
+    ) -> ConfigBuilder {
         let dir: PathBuf = destination_dir.into();
         ConfigBuilder {
             config: Config {
@@ -232,7 +235,10 @@ impl ConfigBuilder {
     /// Chooses each assembled file's path with a function of the upload (replaces the
     /// destination directory). The function should not use client strings in paths unsanitized;
     /// [`sanitize_filename`](crate::sanitize_filename) helps.
-    pub fn destination(mut self, f: impl Fn(&UploadInfo) -> PathBuf + Send + Sync + 'static) -> Self {
+    pub fn destination(
+        mut self,
+        f: impl Fn(&UploadInfo) -> PathBuf + Send + Sync + 'static,
+    ) -> Self {
         self.config.destination = Arc::new(f);
         self
     }
@@ -371,7 +377,10 @@ mod tests {
         let a = default_hash_name("ab", "c");
         let b = default_hash_name("a", "bc");
         assert_ne!(a, b, "length prefix separates scope from identifier");
-        assert_ne!(default_hash_name("user-1", "x"), default_hash_name("user-2", "x"));
+        assert_ne!(
+            default_hash_name("user-1", "x"),
+            default_hash_name("user-2", "x")
+        );
         assert_ne!(default_hash_name("", "x"), default_hash_name("u", "x"));
     }
 }

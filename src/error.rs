@@ -145,7 +145,9 @@ pub enum Error {
     },
 
     /// The configured hash-name callback produced a storage key that is not a safe file name.
-    #[error("hash-name callback returned {key:?}; storage keys must be 1-128 characters of [A-Za-z0-9_-]")]
+    #[error(
+        "hash-name callback returned {key:?}; storage keys must be 1-128 characters of [A-Za-z0-9_-]"
+    )]
     InvalidStorageKey {
         /// What the callback returned.
         key: String,
@@ -272,9 +274,17 @@ mod tests {
                 413,
             ),
             (Error::Conflict { path: "a".into() }, 409),
-            (Error::Refused { reason: "no".into() }, 415),
+            (
+                Error::Refused {
+                    reason: "no".into(),
+                },
+                415,
+            ),
             (Error::Busy { retry_after: 1 }, 503),
-            (Error::io("write", "f", io::ErrorKind::StorageFull.into()), 507),
+            (
+                Error::io("write", "f", io::ErrorKind::StorageFull.into()),
+                507,
+            ),
             (Error::io("write", "f", io::ErrorKind::Other.into()), 500),
         ];
         for (err, status) in cases {

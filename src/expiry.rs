@@ -80,7 +80,13 @@ impl Uploads {
         Ok(report)
     }
 
-    fn sweep_upload(&self, key: &str, idle: Duration, now: SystemTime, report: &mut SweepReport) -> Result<()> {
+    fn sweep_upload(
+        &self,
+        key: &str,
+        idle: Duration,
+        now: SystemTime,
+        report: &mut SweepReport,
+    ) -> Result<()> {
         let upload = self.store().upload(key);
         let Some(lock) = upload.try_lock()? else {
             report.busy_skipped += 1;
@@ -153,7 +159,9 @@ fn remove_orphans(dir: &Path, now: SystemTime, grace: Duration, report: &mut Swe
         if age < grace {
             continue;
         }
-        let Ok(file) = fs::File::open(&path) else { continue };
+        let Ok(file) = fs::File::open(&path) else {
+            continue;
+        };
         if file.try_lock().is_err() {
             continue; // a live request is writing it
         }

@@ -151,7 +151,11 @@ fn chunks_match_ledger(store: &LocalStore, upload: &UploadDir, info: &UploadInfo
             // No declared chunk size (Plupload): all but the last equal the first, the last is
             // no larger.
             let first = *first.get_or_insert(len);
-            ok &= if index + 1 < n { len == first } else { len <= first };
+            ok &= if index + 1 < n {
+                len == first
+            } else {
+                len <= first
+            };
         }
     }
     if ok {
@@ -180,7 +184,12 @@ pub(crate) fn expected_len(info: &UploadInfo, index: u64) -> Option<u64> {
     }
 }
 
-fn copy_chunks(upload: &UploadDir, info: &UploadInfo, config: &Config, staging: &Path) -> Result<u64> {
+fn copy_chunks(
+    upload: &UploadDir,
+    info: &UploadInfo,
+    config: &Config,
+    staging: &Path,
+) -> Result<u64> {
     let out = File::create(staging).ctx("create assembly staging file", staging)?;
     match &config.preprocess {
         None => {
@@ -251,7 +260,9 @@ fn publish(staging: &Path, destination: &Path, policy: ConflictPolicy) -> Result
             let link = link_path(staging);
             remove_if_exists(&link)?;
             match fs::hard_link(staging, &link) {
-                Ok(()) => fs::rename(&link, destination).ctx("publish assembled file as", destination)?,
+                Ok(()) => {
+                    fs::rename(&link, destination).ctx("publish assembled file as", destination)?
+                }
                 Err(_) => {
                     // No hard links here: copy the staging file aside so it stays in place.
                     fs::copy(staging, &link).ctx("publish assembled file as", &link)?;
@@ -318,7 +329,11 @@ pub(crate) fn numbered(path: &Path, n: u32) -> PathBuf {
 }
 
 /// Finds where an interrupted assembly published `staging` (same inode), if anywhere.
-fn find_published(staging: &fs::Metadata, destination: &Path, policy: ConflictPolicy) -> Option<PathBuf> {
+fn find_published(
+    staging: &fs::Metadata,
+    destination: &Path,
+    policy: ConflictPolicy,
+) -> Option<PathBuf> {
     let attempts = match policy {
         ConflictPolicy::Rename => MAX_RENAME_ATTEMPTS,
         _ => 1,
@@ -369,7 +384,10 @@ mod tests {
         let p = Path::new("/d/report.pdf");
         assert_eq!(numbered(p, 0), Path::new("/d/report.pdf"));
         assert_eq!(numbered(p, 1), Path::new("/d/report (1).pdf"));
-        assert_eq!(numbered(Path::new("/d/README"), 2), Path::new("/d/README (2)"));
+        assert_eq!(
+            numbered(Path::new("/d/README"), 2),
+            Path::new("/d/README (2)")
+        );
         assert_eq!(numbered(Path::new("/d/.env"), 1), Path::new("/d/.env (1)"));
     }
 
@@ -398,6 +416,9 @@ mod tests {
         let p = publish(&staging, &dest, ConflictPolicy::Overwrite).unwrap();
         assert_eq!(p, dest);
         assert_eq!(fs::read(&dest).unwrap(), b"new");
-        assert!(staging.exists(), "staging stays until the marker is written");
+        assert!(
+            staging.exists(),
+            "staging stays until the marker is written"
+        );
     }
 }

@@ -563,7 +563,11 @@ mod tests {
         m.observe("small", &info("s", "small", Some(99)), 0);
         assert!(m.report("s", "small").is_none(), "below the threshold");
         for i in 0..5 {
-            m.observe(&format!("k{i}"), &info("s", &format!("f{i}"), Some(1000)), 0);
+            m.observe(
+                &format!("k{i}"),
+                &info("s", &format!("f{i}"), Some(1000)),
+                0,
+            );
         }
         assert_eq!(m.len(), 3, "bounded");
         m.done("k4", 1000);
@@ -592,8 +596,17 @@ mod tests {
         m.observe("k", &info("s", "a", None), 5);
         let v = serde_json::to_value(m.report("s", "a").unwrap()).unwrap();
         for key in [
-            "identifier", "filename", "state", "received", "size", "speed", "eta", "started_at",
-            "updated_at", "finished_at", "error",
+            "identifier",
+            "filename",
+            "state",
+            "received",
+            "size",
+            "speed",
+            "eta",
+            "started_at",
+            "updated_at",
+            "finished_at",
+            "error",
         ] {
             assert!(v.get(key).is_some(), "{key} missing in {v}");
         }

@@ -21,7 +21,10 @@ pub(crate) struct Quotas {
 }
 
 impl Quotas {
-    fn lock(&self, store: &LocalStore) -> MutexGuard<'_, Option<HashMap<String, HashMap<String, u64>>>> {
+    fn lock(
+        &self,
+        store: &LocalStore,
+    ) -> MutexGuard<'_, Option<HashMap<String, HashMap<String, u64>>>> {
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
         if usage.is_none() {
             *usage = Some(seed(store));
@@ -44,10 +47,7 @@ impl Quotas {
         }
         let usage = self.lock(store);
         let empty = HashMap::new();
-        let uploads = usage
-            .as_ref()
-            .and_then(|u| u.get(scope))
-            .unwrap_or(&empty);
+        let uploads = usage.as_ref().and_then(|u| u.get(scope)).unwrap_or(&empty);
         if let Some(max) = limits.max_uploads_per_scope
             && !uploads.contains_key(key)
             && uploads.len() as u64 >= max
@@ -72,7 +72,14 @@ impl Quotas {
     }
 
     /// Records that upload `key` of `scope` holds `bytes`.
-    pub(crate) fn set(&self, store: &LocalStore, limits: &Limits, scope: &str, key: &str, bytes: u64) {
+    pub(crate) fn set(
+        &self,
+        store: &LocalStore,
+        limits: &Limits,
+        scope: &str,
+        key: &str,
+        bytes: u64,
+    ) {
         if limits.max_uploads_per_scope.is_none() && limits.max_pending_bytes_per_scope.is_none() {
             return;
         }

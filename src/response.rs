@@ -101,7 +101,10 @@ mod tests {
             chunk: 1,
             identifier: "x".into(),
         });
-        assert_eq!((r.status, r.body.as_str(), r.content_type()), (204, "", None));
+        assert_eq!(
+            (r.status, r.body.as_str(), r.content_type()),
+            (204, "", None)
+        );
     }
 
     #[test]

@@ -307,7 +307,9 @@ impl Uploads {
         let ledgers = &self.inner.store.ledgers;
         let total = meta.upload.total_chunks;
         let mut tally = upload.tally(ledgers, total)?;
-        self.inner.progress.observe(&upload.key, &meta.upload, tally.bytes);
+        self.inner
+            .progress
+            .observe(&upload.key, &meta.upload, tally.bytes);
         if !ledgers.has(&upload.key, info.index) {
             // Present on disk but unknown to the ledger (a ledger lost by hand, say): repair.
             let ledger = upload.ledger_path();
@@ -327,11 +329,17 @@ impl Uploads {
         })
     }
 
-    fn receive(&self, request: &mut dyn ChunkRequest, upload: &UploadDir, info: &ChunkInfo) -> Result<Outcome> {
+    fn receive(
+        &self,
+        request: &mut dyn ChunkRequest,
+        upload: &UploadDir,
+        info: &ChunkInfo,
+    ) -> Result<Outcome> {
         let config = &self.inner.config;
         let limits = &config.limits;
 
-        let (store, progress, quotas) = (&self.inner.store, &self.inner.progress, &self.inner.quotas);
+        let (store, progress, quotas) =
+            (&self.inner.store, &self.inner.progress, &self.inner.quotas);
         let scope = request.scope().to_owned();
         let declared = info.body_size();
 
@@ -369,7 +377,9 @@ impl Uploads {
                 let mut count = |n| chunk_progress.add(n);
                 match upload.stage_stream(&mut reader, max, config.sync_chunks, &mut count)? {
                     StageResult::Staged(staged) => staged,
-                    StageResult::TooLong(n) => return Err(body_too_long(declared, n, limits.max_chunk_size)),
+                    StageResult::TooLong(n) => {
+                        return Err(body_too_long(declared, n, limits.max_chunk_size));
+                    }
                     StageResult::ReadFailed(e) => {
                         return Err(Error::bad("body", format!("could not be read: {e}")));
                     }
@@ -528,10 +538,18 @@ fn check_geometry(stored: &UploadInfo, info: &ChunkInfo) -> Result<()> {
         ));
     }
     if stored.total_size != info.total_size {
-        return Err(mismatch("total size", show(stored.total_size), show(info.total_size)));
+        return Err(mismatch(
+            "total size",
+            show(stored.total_size),
+            show(info.total_size),
+        ));
     }
     if stored.chunk_size != info.chunk_size {
-        return Err(mismatch("chunk size", show(stored.chunk_size), show(info.chunk_size)));
+        return Err(mismatch(
+            "chunk size",
+            show(stored.chunk_size),
+            show(info.chunk_size),
+        ));
     }
     Ok(())
 }

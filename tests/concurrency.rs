@@ -16,7 +16,11 @@ use common::{FlowFile, Rng, bytes, config, visible_files};
 const THREADS: usize = 16;
 
 fn iterations() -> u64 {
-    if std::env::var_os("CHUNKED_UPLOAD_LONG").is_some() { 200 } else { 50 }
+    if std::env::var_os("CHUNKED_UPLOAD_LONG").is_some() {
+        200
+    } else {
+        50
+    }
 }
 
 #[test]
@@ -48,7 +52,11 @@ fn sixteen_threads_random_order_with_duplicates() {
 
         // Everything but the last three chunks, plus ~30 % duplicates, shuffled.
         let mut early: Vec<u64> = (1..=n.saturating_sub(3)).collect();
-        let dups: Vec<u64> = early.iter().copied().filter(|_| rng.below(10) < 3).collect();
+        let dups: Vec<u64> = early
+            .iter()
+            .copied()
+            .filter(|_| rng.below(10) < 3)
+            .collect();
         early.extend(dups);
         rng.shuffle(&mut early);
         // The last three, each sent by several threads at the same instant.
@@ -93,7 +101,10 @@ fn sixteen_threads_random_order_with_duplicates() {
         assert_eq!(assembled.load(Ordering::SeqCst), 1, "run {run}: hook count");
         let files = dir.path().join("files");
         assert_eq!(visible_files(&files), ["file.bin"], "run {run}");
-        assert!(fs::read(files.join("file.bin")).unwrap() == f.data, "run {run}: bytes differ");
+        assert!(
+            fs::read(files.join("file.bin")).unwrap() == f.data,
+            "run {run}: bytes differ"
+        );
     }
     eprintln!("{runs} runs, {total_requests} requests, 1 assembly each, 0 failures");
 }

@@ -37,7 +37,11 @@ impl Read for Gated {
             tx.send(()).unwrap();
             self.go.recv().unwrap();
         }
-        let limit = if pos < self.first { self.first - pos } else { buf.len() };
+        let limit = if pos < self.first {
+            self.first - pos
+        } else {
+            buf.len()
+        };
         let n = limit.min(buf.len());
         self.data.read(&mut buf[..n])
     }
@@ -57,15 +61,29 @@ fn a_chunk_streaming_in_is_not_present() {
         reached: Some(reached_tx),
         go: go_rx,
     };
-    let mut request = RawRequest::new(RequestKind::Upload, f.params(1)).with_body(ChunkBody::stream(body));
+    let mut request =
+        RawRequest::new(RequestKind::Upload, f.params(1)).with_body(ChunkBody::stream(body));
     let u = uploads.clone();
     let writer = thread::spawn(move || u.save(&mut request));
     reached_rx.recv().unwrap(); // half of the chunk is on disk
-    assert!(matches!(uploads.save(&mut f.test(1, "")), Err(Error::NoContent { .. })));
-    assert!(!upload_dir(&uploads, "", &f.identifier).join("chunk.0").exists());
+    assert!(matches!(
+        uploads.save(&mut f.test(1, "")),
+        Err(Error::NoContent { .. })
+    ));
+    assert!(
+        !upload_dir(&uploads, "", &f.identifier)
+            .join("chunk.0")
+            .exists()
+    );
     go_tx.send(()).unwrap();
-    assert!(matches!(writer.join().unwrap(), Ok(Outcome::ChunkStored { .. })));
-    assert!(matches!(uploads.save(&mut f.test(1, "")), Ok(Outcome::ChunkPresent { .. })));
+    assert!(matches!(
+        writer.join().unwrap(),
+        Ok(Outcome::ChunkStored { .. })
+    ));
+    assert!(matches!(
+        uploads.save(&mut f.test(1, "")),
+        Ok(Outcome::ChunkPresent { .. })
+    ));
 }
 
 /// Invariant 1: a duplicate replaces the stored chunk atomically: a reader never sees a
@@ -112,7 +130,11 @@ fn completion_is_tracked_by_the_ledger_and_a_test_request_completes_it() {
     fs::write(up.join("chunk.2"), &f.data[f.range(3)]).unwrap();
     assert!(matches!(
         uploads.save(&mut f.upload(2, "")),
-        Ok(Outcome::ChunkStored { chunks_present: 2, total_chunks: 3, .. })
+        Ok(Outcome::ChunkStored {
+            chunks_present: 2,
+            total_chunks: 3,
+            ..
+        })
     ));
     assert!(visible_files(&dir.path().join("files")).is_empty());
     let Ok(Outcome::Assembled { file, fresh: true }) = uploads.save(&mut f.test(3, "")) else {
@@ -144,12 +166,25 @@ fn assembled_uploads_answer_without_reassembling() {
     let dest = dir.path().join("files/c.txt");
     let modified = fs::metadata(&dest).unwrap().modified().unwrap();
     for n in 1..=2 {
-        assert!(matches!(uploads.save(&mut f.upload(n, "")), Ok(Outcome::Assembled { fresh: false, .. })));
-        assert!(matches!(uploads.save(&mut f.test(n, "")), Ok(Outcome::Assembled { fresh: false, .. })));
+        assert!(matches!(
+            uploads.save(&mut f.upload(n, "")),
+            Ok(Outcome::Assembled { fresh: false, .. })
+        ));
+        assert!(matches!(
+            uploads.save(&mut f.test(n, "")),
+            Ok(Outcome::Assembled { fresh: false, .. })
+        ));
     }
-    assert!(matches!(uploads.finalize("", &f.identifier), Ok(Outcome::Assembled { fresh: false, .. })));
+    assert!(matches!(
+        uploads.finalize("", &f.identifier),
+        Ok(Outcome::Assembled { fresh: false, .. })
+    ));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(visible_files(&dir.path().join("files")), ["c.txt"], "no second copy");
+    assert_eq!(
+        visible_files(&dir.path().join("files")),
+        ["c.txt"],
+        "no second copy"
+    );
     assert_eq!(fs::metadata(&dest).unwrap().modified().unwrap(), modified);
 }
 
@@ -165,7 +200,9 @@ fn destination_is_invisible_until_complete() {
     let uploads = Uploads::new(
         config(dir.path())
             .preprocess(move |_, r, w| {
-                s.lock().unwrap().push((visible_files(&f2), common::all_entries(&f2)));
+                s.lock()
+                    .unwrap()
+                    .push((visible_files(&f2), common::all_entries(&f2)));
                 io::copy(r, w).map(|_| ())
             })
             .build(),
@@ -182,7 +219,11 @@ fn destination_is_invisible_until_complete() {
         assert_eq!(all.len(), 1, "only the staging file: {all:?}");
         assert!(all[0].starts_with('.'));
     }
-    assert_eq!(common::all_entries(&files), ["d.bin"], "staging file removed");
+    assert_eq!(
+        common::all_entries(&files),
+        ["d.bin"],
+        "staging file removed"
+    );
 }
 
 /// Config: delete-chunks-on-save `false` keeps the chunks.
@@ -203,21 +244,32 @@ fn chunks_are_kept_when_asked() {
 #[test]
 fn scopes_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
-    let uploads = Uploads::new(config(dir.path()).on_conflict(ConflictPolicy::Rename).build()).unwrap();
+    let uploads = Uploads::new(
+        config(dir.path())
+            .on_conflict(ConflictPolicy::Rename)
+            .build(),
+    )
+    .unwrap();
     let a = FlowFile::new("same.txt", bytes(20, 7), 10);
     let b = FlowFile {
         data: bytes(20, 8),
         ..a.clone()
     };
     uploads.save(&mut a.upload(1, "alice")).unwrap();
-    assert!(matches!(uploads.save(&mut b.test(1, "bob")), Err(Error::NoContent { .. })));
+    assert!(matches!(
+        uploads.save(&mut b.test(1, "bob")),
+        Err(Error::NoContent { .. })
+    ));
     uploads.save(&mut b.upload(1, "bob")).unwrap();
     uploads.save(&mut b.upload(2, "bob")).unwrap();
     uploads.save(&mut a.upload(2, "alice")).unwrap();
     let files = dir.path().join("files");
     assert_eq!(fs::read(files.join("same.txt")).unwrap(), b.data);
     assert_eq!(fs::read(files.join("same (1).txt")).unwrap(), a.data);
-    assert!(matches!(uploads.finalize("mallory", &a.identifier), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        uploads.finalize("mallory", &a.identifier),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 /// Chunks of one upload must agree on the geometry the first chunk declared.
@@ -232,7 +284,16 @@ fn geometry_changes_are_conflicts() {
         ..f.clone()
     };
     let err = uploads.save(&mut other.upload(1, "")).unwrap_err();
-    assert!(matches!(&err, Error::GeometryMismatch { field: "total chunks", .. }), "{err}");
+    assert!(
+        matches!(
+            &err,
+            Error::GeometryMismatch {
+                field: "total chunks",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.status(), 409);
 }
 
@@ -311,8 +372,14 @@ fn sweep_respects_locks_and_removes_orphans() {
     fs::write(&orphan, b"half").unwrap();
     fs::write(&live, b"streaming").unwrap();
     let minute_ago = SystemTime::now() - Duration::from_secs(60);
-    fs::File::open(&orphan).unwrap().set_modified(minute_ago).unwrap();
-    fs::File::open(&live).unwrap().set_modified(minute_ago).unwrap();
+    fs::File::open(&orphan)
+        .unwrap()
+        .set_modified(minute_ago)
+        .unwrap();
+    fs::File::open(&live)
+        .unwrap()
+        .set_modified(minute_ago)
+        .unwrap();
     let live_handle = fs::File::open(&live).unwrap();
     live_handle.lock().unwrap();
     let report = uploads.sweep().unwrap();
@@ -325,7 +392,10 @@ fn sweep_respects_locks_and_removes_orphans() {
     let report2 = uploads.sweep_idle(Duration::ZERO).unwrap();
     assert_eq!(report.uploads_expired + report2.uploads_expired, 1);
     assert!(!up.exists());
-    assert!(matches!(uploads.save(&mut f.test(1, "")), Err(Error::NoContent { .. })));
+    assert!(matches!(
+        uploads.save(&mut f.test(1, "")),
+        Err(Error::NoContent { .. })
+    ));
 }
 
 /// An empty file is one chunk of 0 bytes and assembles into an empty file.
@@ -335,7 +405,10 @@ fn empty_file() {
     let uploads = uploads(dir.path());
     let f = FlowFile::new("empty.txt", Vec::new(), 1 << 20);
     assert_eq!(f.total_chunks(), 1);
-    assert!(matches!(uploads.save(&mut f.test(1, "")), Err(Error::NoContent { .. })));
+    assert!(matches!(
+        uploads.save(&mut f.test(1, "")),
+        Err(Error::NoContent { .. })
+    ));
     let Outcome::Assembled { file, .. } = uploads.save(&mut f.upload(1, "")).unwrap() else {
         panic!()
     };
@@ -362,7 +435,11 @@ fn both_geometries_round_trip() {
             let Some(Outcome::Assembled { file, .. }) = last else {
                 panic!("force={force} size={size}: {last:?}")
             };
-            assert_eq!(fs::read(&file.path).unwrap(), f.data, "force={force} size={size}");
+            assert_eq!(
+                fs::read(&file.path).unwrap(),
+                f.data,
+                "force={force} size={size}"
+            );
         }
     }
 }
@@ -373,10 +450,15 @@ fn overlong_body_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let uploads = uploads(dir.path());
     let f = FlowFile::new("o.bin", bytes(20, 13), 10);
-    let mut request = RawRequest::new(RequestKind::Upload, f.params(1))
-        .with_body(ChunkBody::bytes(bytes(11, 1)));
-    assert!(matches!(uploads.save(&mut request), Err(Error::BadRequest { field, .. }) if field == "body"));
-    assert!(matches!(uploads.save(&mut f.test(1, "")), Err(Error::NoContent { .. })));
+    let mut request =
+        RawRequest::new(RequestKind::Upload, f.params(1)).with_body(ChunkBody::bytes(bytes(11, 1)));
+    assert!(
+        matches!(uploads.save(&mut request), Err(Error::BadRequest { field, .. }) if field == "body")
+    );
+    assert!(matches!(
+        uploads.save(&mut f.test(1, "")),
+        Err(Error::NoContent { .. })
+    ));
     let staging = upload_dir(&uploads, "", &f.identifier).join("staging");
     assert_eq!(fs::read_dir(staging).unwrap().count(), 0);
 }

@@ -23,11 +23,19 @@ const CHUNK: u64 = 256 * 1024;
 const CHUNKS: u64 = 24;
 
 fn iterations() -> u64 {
-    if std::env::var_os("CHUNKED_UPLOAD_LONG").is_some() { 100 } else { 10 }
+    if std::env::var_os("CHUNKED_UPLOAD_LONG").is_some() {
+        100
+    } else {
+        10
+    }
 }
 
 fn the_file(seed: u64) -> FlowFile {
-    FlowFile::new("big.bin", bytes((CHUNK * CHUNKS + 12345) as usize, seed), CHUNK)
+    FlowFile::new(
+        "big.bin",
+        bytes((CHUNK * CHUNKS + 12345) as usize, seed),
+        CHUNK,
+    )
 }
 
 /// A body that trickles in, so the kill lands while it streams.
@@ -44,7 +52,9 @@ impl Read for Slow {
 /// The child: uploads every chunk (slowly), then assembles with a slow pre-process hook.
 #[test]
 fn crash_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let (dir, seed) = spec.split_once('|').unwrap();
     let dir = PathBuf::from(dir);
     let uploads = Uploads::new(
@@ -59,7 +69,8 @@ fn crash_child() {
     let f = the_file(seed.parse().unwrap());
     for n in 1..=f.total_chunks() {
         let body = Slow(io::Cursor::new(f.data[f.range(n)].to_vec()));
-        let mut request = RawRequest::new(RequestKind::Upload, f.params(n)).with_body(ChunkBody::stream(body));
+        let mut request =
+            RawRequest::new(RequestKind::Upload, f.params(n)).with_body(ChunkBody::stream(body));
         uploads.save(&mut request).unwrap();
     }
 }
@@ -99,7 +110,10 @@ fn kill_9_during_upload_and_assembly() {
         // Half the runs kill while chunks stream in, half during the assembly.
         let during_assembly = seed % 2 == 1;
         if during_assembly {
-            assert!(wait_for(Duration::from_secs(60), || assembling(&files)), "assembly never started");
+            assert!(
+                wait_for(Duration::from_secs(60), || assembling(&files)),
+                "assembly never started"
+            );
             thread::sleep(Duration::from_millis(rng.below(300)));
             killed_during_assembly += 1;
         } else {
@@ -112,7 +126,10 @@ fn kill_9_during_upload_and_assembly() {
         let f = the_file(seed);
         match visible_files(&files).as_slice() {
             [] => {}
-            [name] => assert!(fs::read(files.join(name)).unwrap() == f.data, "seed {seed}: corrupt"),
+            [name] => assert!(
+                fs::read(files.join(name)).unwrap() == f.data,
+                "seed {seed}: corrupt"
+            ),
             more => panic!("seed {seed}: {more:?}"),
         }
 
@@ -129,7 +146,10 @@ fn kill_9_during_upload_and_assembly() {
             }
         }
         let file = assembled.unwrap_or_else(|| panic!("seed {seed}: not assembled after resume"));
-        assert!(fs::read(&file.path).unwrap() == f.data, "seed {seed}: bytes differ");
+        assert!(
+            fs::read(&file.path).unwrap() == f.data,
+            "seed {seed}: bytes differ"
+        );
         assert_eq!(visible_files(&files), ["big.bin"], "seed {seed}");
 
         // Crash leftovers (a staging chunk the killed process was writing) go with the sweep
@@ -146,8 +166,15 @@ fn kill_9_during_upload_and_assembly() {
             .into_iter()
             .filter(|e| e.contains(".stage-") || e.ends_with(".part"))
             .collect();
-        assert!(stray.is_empty(), "seed {seed}: stray staging files {stray:?}");
-        assert_eq!(all_entries(&files), ["big.bin"], "seed {seed}: no hidden leftovers");
+        assert!(
+            stray.is_empty(),
+            "seed {seed}: stray staging files {stray:?}"
+        );
+        assert_eq!(
+            all_entries(&files),
+            ["big.bin"],
+            "seed {seed}: no hidden leftovers"
+        );
     }
     eprintln!("{runs} kills ({killed_during_assembly} during assembly), 0 failures");
 }

@@ -70,7 +70,10 @@ fn config_construct_config() {
 fn config_construct_default() {
     let config = Config::builder("/tmp/x", "/dest").build();
     assert!(config.delete_chunks_on_save());
-    assert_eq!(config.storage_key("", IDENTIFIER), default_hash_name("", IDENTIFIER));
+    assert_eq!(
+        config.storage_key("", IDENTIFIER),
+        default_hash_name("", IDENTIFIER)
+    );
     assert!(config.preprocess().is_none());
 }
 
@@ -103,7 +106,9 @@ fn config_set_preprocess_callback() {
 /// silently ignores it).
 #[test]
 fn config_set_delete_chunks_on_save() {
-    let config = Config::builder("/t", "/d").delete_chunks_on_save(false).build();
+    let config = Config::builder("/t", "/d")
+        .delete_chunks_on_save(false)
+        .build();
     assert!(!config.delete_chunks_on_save());
 }
 
@@ -191,7 +196,13 @@ fn file_construct_get_chunk_path() {
     let uploads = uploads(dir.path());
     let f = flow_file(IDENTIFIER, b"0123456789abcdefghij", 10);
     uploads.save(&mut f.upload(1, "")).unwrap();
-    assert!(dir.path().join("chunks").join(SHA1_IDENTIFIER).join("chunk.0").is_file());
+    assert!(
+        dir.path()
+            .join("chunks")
+            .join(SHA1_IDENTIFIER)
+            .join("chunk.0")
+            .is_file()
+    );
 }
 
 /// FileTest::testFile_construct_checkChunk: absent before, present after.
@@ -201,9 +212,15 @@ fn file_construct_check_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let uploads = uploads(dir.path());
     let f = flow_file(IDENTIFIER, b"0123456789abcdefghij", 10);
-    assert!(matches!(uploads.save(&mut f.test(1, "")), Err(Error::NoContent { chunk: 1, .. })));
+    assert!(matches!(
+        uploads.save(&mut f.test(1, "")),
+        Err(Error::NoContent { chunk: 1, .. })
+    ));
     uploads.save(&mut f.upload(1, "")).unwrap();
-    assert!(matches!(uploads.save(&mut f.test(1, "")), Ok(Outcome::ChunkPresent { chunk: 1 })));
+    assert!(matches!(
+        uploads.save(&mut f.test(1, "")),
+        Ok(Outcome::ChunkPresent { chunk: 1 })
+    ));
 }
 
 /// FileTest::testFile_validateChunk: no file is refused; a body of the declared size is stored;
@@ -216,11 +233,15 @@ fn file_validate_chunk() {
     let f = flow_file(IDENTIFIER, b"0123456789abcdefghij", 10);
 
     let mut no_file = RawRequest::new(RequestKind::Upload, f.params(1));
-    assert!(matches!(uploads.save(&mut no_file), Err(Error::BadRequest { field, .. }) if field == "body"));
+    assert!(
+        matches!(uploads.save(&mut no_file), Err(Error::BadRequest { field, .. }) if field == "body")
+    );
 
     let mut short = RawRequest::new(RequestKind::Upload, f.params(1))
         .with_body(ChunkBody::bytes(b"012345678".to_vec()));
-    assert!(matches!(uploads.save(&mut short), Err(Error::BadRequest { field, .. }) if field == "body"));
+    assert!(
+        matches!(uploads.save(&mut short), Err(Error::BadRequest { field, .. }) if field == "body")
+    );
 
     struct Failing;
     impl Read for Failing {
@@ -228,12 +249,17 @@ fn file_validate_chunk() {
             Err(io::Error::other("client went away"))
         }
     }
-    let mut failing = RawRequest::new(RequestKind::Upload, f.params(1))
-        .with_body(ChunkBody::stream(Failing));
-    assert!(matches!(uploads.save(&mut failing), Err(Error::BadRequest { field, .. }) if field == "body"));
+    let mut failing =
+        RawRequest::new(RequestKind::Upload, f.params(1)).with_body(ChunkBody::stream(Failing));
+    assert!(
+        matches!(uploads.save(&mut failing), Err(Error::BadRequest { field, .. }) if field == "body")
+    );
 
     let mut ok = f.upload(1, "");
-    assert!(matches!(uploads.save(&mut ok), Ok(Outcome::ChunkStored { .. })));
+    assert!(matches!(
+        uploads.save(&mut ok),
+        Ok(Outcome::ChunkStored { .. })
+    ));
 }
 
 /// FileTest::testFile_validateFile: total size 10 in 3 chunks: incomplete until the third
@@ -246,8 +272,20 @@ fn file_validate_file() {
     let uploads = uploads(dir.path());
     let f = flow_file("validate", b"1234567890", 3); // chunks '123', '456', '7890'
     assert_eq!(f.total_chunks(), 3);
-    assert!(matches!(uploads.save(&mut f.upload(1, "")), Ok(Outcome::ChunkStored { chunks_present: 1, .. })));
-    assert!(matches!(uploads.save(&mut f.upload(2, "")), Ok(Outcome::ChunkStored { chunks_present: 2, .. })));
+    assert!(matches!(
+        uploads.save(&mut f.upload(1, "")),
+        Ok(Outcome::ChunkStored {
+            chunks_present: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        uploads.save(&mut f.upload(2, "")),
+        Ok(Outcome::ChunkStored {
+            chunks_present: 2,
+            ..
+        })
+    ));
 
     let mut wrong_last = RawRequest::new(RequestKind::Upload, {
         let mut p = f.params(3);
@@ -255,9 +293,12 @@ fn file_validate_file() {
         p
     })
     .with_body(ChunkBody::bytes(b"789".to_vec()));
-    assert!(matches!(uploads.save(&mut wrong_last), Err(Error::BadRequest { field, .. }) if field == "flowCurrentChunkSize"));
+    assert!(
+        matches!(uploads.save(&mut wrong_last), Err(Error::BadRequest { field, .. }) if field == "flowCurrentChunkSize")
+    );
 
-    let Outcome::Assembled { file, fresh: true } = uploads.save(&mut f.upload(3, "")).unwrap() else {
+    let Outcome::Assembled { file, fresh: true } = uploads.save(&mut f.upload(3, "")).unwrap()
+    else {
         panic!("not assembled")
     };
     assert_eq!(fs::read(file.path).unwrap(), b"1234567890");
@@ -269,7 +310,10 @@ fn file_validate_file() {
     for n in 1..=3 {
         uploads.save(&mut nine.upload(n, "")).unwrap();
     }
-    assert_eq!(fs::read(dir.path().join("files/nine.txt")).unwrap(), b"123456789");
+    assert_eq!(
+        fs::read(dir.path().join("files/nine.txt")).unwrap(),
+        b"123456789"
+    );
 }
 
 /// FileTest::testFile_deleteChunks: chunks are deleted after assembly, other files in the
@@ -303,7 +347,11 @@ fn file_save_chunk() {
         .with_body(ChunkBody::File(body.into_temp_path()));
     uploads.save(&mut request).unwrap();
     assert!(!body_path.exists(), "moved, not copied");
-    let chunk = dir.path().join("chunks").join(SHA1_IDENTIFIER).join("chunk.0");
+    let chunk = dir
+        .path()
+        .join("chunks")
+        .join(SHA1_IDENTIFIER)
+        .join("chunk.0");
     assert_eq!(fs::read(chunk).unwrap(), b"1234567890");
 }
 
@@ -329,10 +377,19 @@ fn file_save() {
 #[test]
 fn file_save_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let uploads = Uploads::new(config(dir.path()).lock_timeout(Duration::from_millis(100)).build()).unwrap();
+    let uploads = Uploads::new(
+        config(dir.path())
+            .lock_timeout(Duration::from_millis(100))
+            .build(),
+    )
+    .unwrap();
     let f = flow_file("locked", b"0123456789", 5);
     uploads.save(&mut f.upload(1, "")).unwrap();
-    let lock_path = dir.path().join("chunks").join(default_hash_name("", "locked")).join("lock");
+    let lock_path = dir
+        .path()
+        .join("chunks")
+        .join(default_hash_name("", "locked"))
+        .join("lock");
     let holder = fs::File::open(&lock_path).unwrap();
     holder.lock().unwrap(); // another process or request
     let err = uploads.save(&mut f.upload(2, "")).unwrap_err();
@@ -340,7 +397,10 @@ fn file_save_lock() {
     assert_eq!(err.status(), 503);
     assert!(!dir.path().join("files/prettify.js").exists());
     drop(holder);
-    assert!(matches!(uploads.save(&mut f.upload(2, "")), Ok(Outcome::Assembled { fresh: true, .. })));
+    assert!(matches!(
+        uploads.save(&mut f.upload(2, "")),
+        Ok(Outcome::Assembled { fresh: true, .. })
+    ));
 }
 
 /// FileTest::testFile_save_FileOpenException: a destination that cannot be opened is an I/O
@@ -361,7 +421,10 @@ fn file_save_file_open_exception() {
     .unwrap();
     let f = flow_file("open-fail", b"0123456789", 10);
     let err = uploads.save(&mut f.upload(1, "")).unwrap_err();
-    assert!(matches!(&err, Error::Io { path, .. } if path.starts_with(&blocker)), "{err}");
+    assert!(
+        matches!(&err, Error::Io { path, .. } if path.starts_with(&blocker)),
+        "{err}"
+    );
     assert_eq!(err.status(), 500);
     *dest_dir.lock().unwrap() = dir.path().join("ok");
     // The widget retries the chunk: the upload completes.
@@ -382,11 +445,20 @@ fn file_save_chunk_file_open_exception() {
     let f = flow_file("missing", b"0123456789ab", 4);
     uploads.save(&mut f.upload(1, "")).unwrap();
     uploads.save(&mut f.upload(2, "")).unwrap();
-    let upload_dir = dir.path().join("chunks").join(default_hash_name("", "missing"));
+    let upload_dir = dir
+        .path()
+        .join("chunks")
+        .join(default_hash_name("", "missing"));
     fs::remove_file(upload_dir.join("chunk.1")).unwrap(); // lost behind the ledger's back
-    assert!(matches!(uploads.save(&mut f.upload(3, "")), Ok(Outcome::ChunkStored { .. })));
+    assert!(matches!(
+        uploads.save(&mut f.upload(3, "")),
+        Ok(Outcome::ChunkStored { .. })
+    ));
     assert!(common::visible_files(&dir.path().join("files")).is_empty());
-    assert!(matches!(uploads.save(&mut f.test(2, "")), Err(Error::NoContent { .. })));
+    assert!(matches!(
+        uploads.save(&mut f.test(2, "")),
+        Err(Error::NoContent { .. })
+    ));
     let Outcome::Assembled { file, .. } = uploads.save(&mut f.upload(2, "")).unwrap() else {
         panic!()
     };
@@ -456,7 +528,10 @@ fn fusty_request_validate_upload() {
         panic!()
     };
     assert_eq!(file.size, 10);
-    assert_eq!(fs::read(dir.path().join("files/prettify.js")).unwrap(), b"1234567890");
+    assert_eq!(
+        fs::read(dir.path().join("files/prettify.js")).unwrap(),
+        b"1234567890"
+    );
 }
 
 // ---------------------------------------------------------------- UploaderTest
@@ -492,11 +567,20 @@ fn uploader_prune_chunks() {
         let f = flow_file(id, b"0123456789", 5);
         uploads.save(&mut f.upload(1, "")).unwrap();
     }
-    age_upload(&upload_dir(&uploads, "file31"), now - Duration::from_secs(31));
-    age_upload(&upload_dir(&uploads, "random30"), now - Duration::from_secs(29));
+    age_upload(
+        &upload_dir(&uploads, "file31"),
+        now - Duration::from_secs(31),
+    );
+    age_upload(
+        &upload_dir(&uploads, "random30"),
+        now - Duration::from_secs(29),
+    );
     let stray = uploads.temp_dir().join("not-an-upload.txt");
     fs::write(&stray, b"x").unwrap();
-    fs::File::open(&stray).unwrap().set_modified(now - Duration::from_secs(3600)).unwrap();
+    fs::File::open(&stray)
+        .unwrap()
+        .set_modified(now - Duration::from_secs(3600))
+        .unwrap();
 
     let report = uploads.sweep_idle(Duration::from_secs(30)).unwrap();
     assert_eq!(report.uploads_expired, 1);

@@ -21,7 +21,11 @@ const FILES: u64 = 4;
 const CHILD_ENV: &str = "CHUNKED_UPLOAD_MULTIPROCESS_CHILD";
 
 fn iterations() -> u64 {
-    if std::env::var_os("CHUNKED_UPLOAD_LONG").is_some() { 50 } else { 10 }
+    if std::env::var_os("CHUNKED_UPLOAD_LONG").is_some() {
+        50
+    } else {
+        10
+    }
 }
 
 /// File `i` of iteration `seed`: same bytes in every process.
@@ -29,7 +33,11 @@ fn file(seed: u64, i: u64) -> FlowFile {
     let mut rng = Rng(seed * 1000 + i + 1);
     let chunk_size = 512 + rng.below(4096);
     let size = chunk_size * (10 + rng.below(30)) + rng.below(chunk_size);
-    FlowFile::new(&format!("file-{i}.bin"), bytes(size as usize, seed * 100 + i), chunk_size)
+    FlowFile::new(
+        &format!("file-{i}.bin"),
+        bytes(size as usize, seed * 100 + i),
+        chunk_size,
+    )
 }
 
 /// Which chunks process `p` sends: its share (round robin) plus ~30 % duplicates, shuffled,
@@ -59,7 +67,9 @@ fn uploads(dir: &Path) -> Uploads {
 /// The child: waits for the start signal, then sends its plan.
 #[test]
 fn child_worker() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let mut parts = spec.split('|');
     let dir = PathBuf::from(parts.next().unwrap());
     let seed: u64 = parts.next().unwrap().parse().unwrap();
@@ -103,10 +113,17 @@ fn three_processes_share_one_temp_dir() {
         }
         let files = dir.path().join("files");
         let expected: Vec<String> = (0..FILES).map(|i| format!("file-{i}.bin")).collect();
-        assert_eq!(visible_files(&files), expected, "seed {seed}: one file each, no copies");
+        assert_eq!(
+            visible_files(&files),
+            expected,
+            "seed {seed}: one file each, no copies"
+        );
         for i in 0..FILES {
             let f = file(seed, i);
-            assert!(fs::read(files.join(&f.name)).unwrap() == f.data, "seed {seed} file {i} differs");
+            assert!(
+                fs::read(files.join(&f.name)).unwrap() == f.data,
+                "seed {seed} file {i} differs"
+            );
         }
     }
 }

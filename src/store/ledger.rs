@@ -254,13 +254,43 @@ mod tests {
         let path = dir.path().join("ledger");
         let a = Ledgers::default();
         let b = Ledgers::default(); // another process
-        assert_eq!(a.record("k", &path, 3, 0, 10).unwrap(), Tally { present: 1, bytes: 10 });
-        assert_eq!(a.record("k", &path, 3, 0, 10).unwrap(), Tally { present: 1, bytes: 10 });
-        assert_eq!(b.record("k", &path, 3, 2, 5).unwrap(), Tally { present: 2, bytes: 15 });
-        assert_eq!(a.tally("k", &path, 3).unwrap(), Tally { present: 2, bytes: 15 });
+        assert_eq!(
+            a.record("k", &path, 3, 0, 10).unwrap(),
+            Tally {
+                present: 1,
+                bytes: 10
+            }
+        );
+        assert_eq!(
+            a.record("k", &path, 3, 0, 10).unwrap(),
+            Tally {
+                present: 1,
+                bytes: 10
+            }
+        );
+        assert_eq!(
+            b.record("k", &path, 3, 2, 5).unwrap(),
+            Tally {
+                present: 2,
+                bytes: 15
+            }
+        );
+        assert_eq!(
+            a.tally("k", &path, 3).unwrap(),
+            Tally {
+                present: 2,
+                bytes: 15
+            }
+        );
         assert!(a.has("k", 2) && !a.has("k", 1));
         // garbage index ignored
-        assert_eq!(a.record("k", &path, 3, 99, 1).unwrap(), Tally { present: 2, bytes: 15 });
+        assert_eq!(
+            a.record("k", &path, 3, 99, 1).unwrap(),
+            Tally {
+                present: 2,
+                bytes: 15
+            }
+        );
     }
 
     #[test]
@@ -276,8 +306,20 @@ mod tests {
             .write_all(&[1, 2, 3])
             .unwrap();
         let fresh = Ledgers::default();
-        assert_eq!(fresh.tally("k", &path, 2).unwrap(), Tally { present: 1, bytes: 4 });
-        assert_eq!(fresh.record("k", &path, 2, 1, 4).unwrap(), Tally { present: 2, bytes: 8 });
+        assert_eq!(
+            fresh.tally("k", &path, 2).unwrap(),
+            Tally {
+                present: 1,
+                bytes: 4
+            }
+        );
+        assert_eq!(
+            fresh.record("k", &path, 2, 1, 4).unwrap(),
+            Tally {
+                present: 2,
+                bytes: 8
+            }
+        );
         assert_eq!(fs::metadata(&path).unwrap().len(), 48, "header + 2 records");
     }
 
@@ -291,6 +333,12 @@ mod tests {
         a.record("k", &path, 3, 1, 1).unwrap();
         b.tally("k", &path, 3).unwrap();
         b.rebuild("k", &path, 3, &[(0, 1)]).unwrap();
-        assert_eq!(a.tally("k", &path, 3).unwrap(), Tally { present: 1, bytes: 1 });
+        assert_eq!(
+            a.tally("k", &path, 3).unwrap(),
+            Tally {
+                present: 1,
+                bytes: 1
+            }
+        );
     }
 }

@@ -227,10 +227,7 @@ impl UploadDir {
             else {
                 continue;
             };
-            let len = entry
-                .metadata()
-                .ctx("stat chunk", &entry.path())?
-                .len();
+            let len = entry.metadata().ctx("stat chunk", &entry.path())?.len();
             chunks.push((index, len));
         }
         chunks.sort_unstable();
@@ -338,7 +335,10 @@ impl UploadDir {
             .open(&path)
             .ctx("open chunk staging file", &path)?;
         let _ = guard.try_lock();
-        let len = guard.metadata().ctx("stat chunk staging file", &path)?.len();
+        let len = guard
+            .metadata()
+            .ctx("stat chunk staging file", &path)?
+            .len();
         if sync {
             guard.sync_data().ctx("sync chunk staging file", &path)?;
         }
@@ -378,16 +378,14 @@ pub(crate) fn staging_file(dir: &Path) -> Result<NamedTempFile> {
         .tempfile_in(dir)
         .ctx("create staging file in", dir)?;
     // A fresh file nobody else knows yet: this cannot block.
-    file.as_file()
-        .try_lock()
-        .map_err(|e| match e {
-            TryLockError::Error(e) => Error::io("lock staging file", file.path(), e),
-            TryLockError::WouldBlock => Error::io(
-                "lock staging file",
-                file.path(),
-                io::ErrorKind::WouldBlock.into(),
-            ),
-        })?;
+    file.as_file().try_lock().map_err(|e| match e {
+        TryLockError::Error(e) => Error::io("lock staging file", file.path(), e),
+        TryLockError::WouldBlock => Error::io(
+            "lock staging file",
+            file.path(),
+            io::ErrorKind::WouldBlock.into(),
+        ),
+    })?;
     Ok(file)
 }
 
@@ -494,15 +492,20 @@ mod tests {
         let up = store.upload("k");
         let _lock = up.lock(Duration::from_secs(1)).unwrap();
         let mut body: &[u8] = b"0123456789";
-        let StageResult::Staged(staged) = up
-            .stage_stream(&mut body, 100, false, &mut |_| {})
-            .unwrap()
+        let StageResult::Staged(staged) =
+            up.stage_stream(&mut body, 100, false, &mut |_| {}).unwrap()
         else {
             panic!("not staged");
         };
         assert_eq!(up.chunk_len(0).unwrap(), None, "staged is not present");
         let tally = up.publish_chunk(&store.ledgers, 1, 0, staged).unwrap();
-        assert_eq!(tally, Tally { present: 1, bytes: 10 });
+        assert_eq!(
+            tally,
+            Tally {
+                present: 1,
+                bytes: 10
+            }
+        );
         assert_eq!(up.chunk_len(0).unwrap(), Some(10));
         assert_eq!(fs::read_dir(up.staging_dir()).unwrap().count(), 0);
     }

@@ -20,7 +20,11 @@ pub struct FlowFile {
 impl FlowFile {
     pub fn new(name: &str, data: Vec<u8>, chunk_size: u64) -> FlowFile {
         FlowFile {
-            identifier: format!("{}-{}", data.len(), name.replace(|c: char| !c.is_ascii_alphanumeric(), "")),
+            identifier: format!(
+                "{}-{}",
+                data.len(),
+                name.replace(|c: char| !c.is_ascii_alphanumeric(), "")
+            ),
             name: name.to_owned(),
             data,
             chunk_size,
@@ -141,7 +145,9 @@ pub fn visible_files(dir: &Path) -> Vec<String> {
 /// Every entry (files and directories, hidden too) below `dir`, relative, sorted.
 pub fn all_entries(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
