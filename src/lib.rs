@@ -121,5 +121,5 @@ pub use merge::Assembled;
 pub use request::{ChunkBody, ChunkRequest, MAX_PARAM_LEN, Params, RawRequest, RequestKind};
 pub use response::Reply;
 pub use sanitize::{sanitize_filename, sanitize_relative_path};
-pub use progress::{Progress, ProgressConfig, ProgressMonitor, State};
+pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
 pub use save::{FORM_OVERHEAD, Outcome, Uploads};

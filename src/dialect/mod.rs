@@ -429,6 +429,95 @@ mod tests {
         assert_eq!(chunk_count(3, Some(5)), 3);
     }
 
+    /// A deterministic sweep in the spirit of the `dialect_params` fuzz target: random mixes of
+    /// every dialect's parameters and edge values parse to a validated chunk whose geometry
+    /// holds, or to a 4xx error; never a panic or an overflow.
+    #[test]
+    fn parsing_never_panics() {
+        use crate::config::Limits;
+        const NAMES: [&str; 19] = [
+            "dzuuid",
+            "dzchunkindex",
+            "dztotalfilesize",
+            "dzchunksize",
+            "dztotalchunkcount",
+            "dzchunkbyteoffset",
+            "qquuid",
+            "qqpartindex",
+            "qqpartbyteoffset",
+            "qqchunksize",
+            "qqtotalparts",
+            "qqtotalfilesize",
+            "qqfilename",
+            "name",
+            "chunk",
+            "chunks",
+            "offset",
+            "total",
+            "id",
+        ];
+        const VALUES: [&str; 14] = [
+            "",
+            "0",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+            "8",
+            "10",
+            "-1",
+            "abc",
+            "18446744073709551615",
+            "18446744073709551614",
+            "99999999999999999999",
+        ];
+        let dialects = Dialects::default()
+            .with(Plupload::new().chunk_size(4).identifier_param("id"))
+            .with(Dropzone::new().transform_file(true));
+        let limits = Limits::default();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..30_000 {
+            let mut params = Params::new();
+            for _ in 0..next(9) {
+                let name = NAMES[next(NAMES.len())];
+                params.insert(name, VALUES[next(VALUES.len())]).unwrap();
+            }
+            let kind = [RequestKind::Upload, RequestKind::Test][next(2)];
+            let mut request = RawRequest::new(kind, params);
+            match next(4) {
+                0 => request.set_part_filename("blob"),
+                1 => request.set_part_filename("a.txt"),
+                _ => {}
+            }
+            for d in dialects.iter() {
+                let info = match d.parse(&request) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        assert!((400..500).contains(&e.status()), "{}: {e:?}", d.name());
+                        continue;
+                    }
+                };
+                match info.validate(&limits) {
+                    Ok(()) => {
+                        assert!(info.index < info.total_chunks);
+                        if let (Some(total), Some(size)) = (info.total_size, info.expected_size()) {
+                            let offset = info.offset().unwrap();
+                            assert!(offset.checked_add(size).is_some_and(|end| end <= total));
+                        }
+                    }
+                    Err(e) => assert!((400..500).contains(&e.status()), "{e:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn unique_identifiers_differ() {
         let ids: std::collections::HashSet<String> =
