@@ -77,6 +77,11 @@ pub struct ChunkInfo {
     pub number_base: u64,
     /// The parameter names behind the fields, for error messages.
     pub names: Arc<FieldNames>,
+    /// Whether this chunk starts its upload over: whatever is stored under its identifier
+    /// (chunks, or an assembled upload's marker) is discarded first. Set for widgets that send
+    /// no identifier of their own and upload strictly in order (Plupload's chunk 0), where a
+    /// first chunk can only mean a new upload of the same name.
+    pub restarts: bool,
 }
 
 impl ChunkInfo {
@@ -95,6 +100,7 @@ impl ChunkInfo {
             is_test: false,
             number_base: 0,
             names: Arc::new(FieldNames::neutral()),
+            restarts: false,
         }
     }
 

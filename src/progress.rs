@@ -240,6 +240,26 @@ impl ProgressMonitor {
         self.lock().contains_key(key)
     }
 
+    /// The uploads of `scope` that changed since `cursor` last looked (all of them the first
+    /// time), for pushing updates (server-sent events). Cheap when nothing changed: it compares
+    /// the monitor's [`version`](Self::version) first.
+    pub fn changes(&self, scope: &str, cursor: &mut ProgressCursor) -> Vec<Progress> {
+        let version = self.version();
+        if cursor.version == Some(version) {
+            return Vec::new();
+        }
+        cursor.version = Some(version);
+        let mut changed = Vec::new();
+        for p in self.report_scope(scope) {
+            let seen = (p.state, p.received, p.updated_at);
+            if cursor.seen.get(&p.identifier) != Some(&seen) {
+                cursor.seen.insert(p.identifier.clone(), seen);
+                changed.push(p);
+            }
+        }
+        changed
+    }
+
     /// Number of tracked uploads (all scopes).
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -446,6 +466,20 @@ impl ProgressMonitor {
     }
 }
 
+/// What a subscriber has already been told, for [`ProgressMonitor::changes`].
+#[derive(Debug, Default, Clone)]
+pub struct ProgressCursor {
+    version: Option<u64>,
+    seen: HashMap<String, (State, u64, u64)>,
+}
+
+impl ProgressCursor {
+    /// A cursor that has seen nothing.
+    pub fn new() -> ProgressCursor {
+        ProgressCursor::default()
+    }
+}
+
 /// Counts the bytes of one chunk as they stream in; they stop counting when it is dropped
 /// (stored chunks count through the ledger instead).
 #[derive(Debug)]
@@ -588,6 +622,24 @@ mod tests {
         let p = m.report("s", "a").unwrap();
         assert!(p.speed > 10_000.0, "{p:?}");
         assert!(p.eta.is_some_and(|e| e > 0.0));
+    }
+
+    #[test]
+    fn changes_report_each_update_once() {
+        let m = ProgressMonitor::new(ProgressConfig::default());
+        let mut cursor = ProgressCursor::new();
+        assert!(m.changes("s", &mut cursor).is_empty());
+        m.observe("k", &info("s", "a", Some(100)), 0);
+        m.observe("o", &info("other", "b", Some(100)), 0);
+        let first = m.changes("s", &mut cursor);
+        assert_eq!(first.len(), 1, "only the caller's scope");
+        assert!(m.changes("s", &mut cursor).is_empty(), "nothing new");
+        m.stored("k", 50);
+        let next = m.changes("s", &mut cursor);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].received, 50);
+        m.stored("o", 10);
+        assert!(m.changes("s", &mut cursor).is_empty(), "other scopes' changes are not sent");
     }
 
     #[test]

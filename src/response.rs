@@ -4,7 +4,8 @@
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::save::Outcome;
+use crate::progress::Progress;
+use crate::save::{Outcome, Uploads};
 
 /// What to send back for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +84,34 @@ impl Reply {
             body,
             retry_after: error.retry_after(),
         }
+    }
+
+    /// The reply to a progress query of `scope`: every upload of the scope as a JSON array
+    /// when `identifier` is `None`, else that one upload (`404` when the scope has no such
+    /// upload: an unknown or foreign identifier is never reported as "starting").
+    pub fn progress(uploads: &Uploads, scope: &str, identifier: Option<&str>) -> Reply {
+        let monitor = uploads.progress();
+        let body = match identifier {
+            None => serde_json::to_string(&monitor.report_scope(scope)),
+            Some(id) => match monitor.report(scope, id) {
+                Some(progress) => serde_json::to_string(&progress),
+                None => {
+                    return Reply::error(&Error::NotFound {
+                        identifier: id.to_owned(),
+                    });
+                }
+            },
+        };
+        Reply {
+            status: 200,
+            body: body.expect("progress serializes"),
+            retry_after: None,
+        }
+    }
+
+    /// One progress entry as JSON, for a server-sent event's `data`.
+    pub fn progress_event(progress: &Progress) -> String {
+        serde_json::to_string(progress).expect("progress serializes")
     }
 
     /// The `Content-Type` of the body, if it has one.

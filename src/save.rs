@@ -344,6 +344,16 @@ impl Uploads {
         let declared = info.body_size();
 
         // 1. Start the upload, or check the chunk agrees with it, before reading the body.
+        if info.restarts {
+            // A first chunk that can only mean a new upload under the same key (Plupload keys
+            // uploads by file name): forget what is stored, assembled or not.
+            let _lock = upload.lock(config.lock_timeout)?;
+            if upload.meta()?.is_some() {
+                merge::recover(upload, config)?;
+                upload.reset(&store.ledgers)?;
+                self.forget(&upload.key);
+            }
+        }
         quotas.check(store, limits, &scope, &upload.key, declared.unwrap_or(0))?;
         let meta = match upload.meta()? {
             Some(meta) => meta,
@@ -371,14 +381,26 @@ impl Uploads {
                 "missing: the request carries no chunk bytes (no file part and no raw body)",
             )
         })?;
-        let max = declared.unwrap_or(limits.max_chunk_size);
+        // Without a declared size, a body may be as long as a chunk may be, and no longer than
+        // a file may be when the chunk is the whole file.
+        let file_cap = limits
+            .max_file_size
+            .filter(|&f| meta.upload.total_chunks == 1 && f < limits.max_chunk_size);
+        let max = declared.unwrap_or(file_cap.unwrap_or(limits.max_chunk_size));
         let staged = match body {
             ChunkBody::Stream(mut reader) => {
                 let mut count = |n| chunk_progress.add(n);
                 match upload.stage_stream(&mut reader, max, config.sync_chunks, &mut count)? {
                     StageResult::Staged(staged) => staged,
                     StageResult::TooLong(n) => {
-                        return Err(body_too_long(declared, n, limits.max_chunk_size));
+                        return Err(match (declared, file_cap) {
+                            (None, Some(limit)) => Error::TooLarge {
+                                limit_kind: Limit::FileSize,
+                                value: n,
+                                limit,
+                            },
+                            _ => body_too_long(declared, n, limits.max_chunk_size),
+                        });
                     }
                     StageResult::ReadFailed(e) => {
                         return Err(Error::bad("body", format!("could not be read: {e}")));

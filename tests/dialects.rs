@@ -495,18 +495,21 @@ fn one_request_uploads_respect_the_limits() {
         ),
         "{over_file}"
     );
-    let over_chunk = uploads
+    // A whole file in one request stops being read once it passes the file limit (the smaller
+    // of the two here), not the chunk limit.
+    let over_both = uploads
         .save(&mut form_post("b.bin", &[1; 101], "s"))
         .unwrap_err();
     assert!(
         matches!(
-            over_chunk,
+            over_both,
             Error::TooLarge {
-                limit_kind: Limit::ChunkSize,
+                limit_kind: Limit::FileSize,
+                limit: 10,
                 ..
             }
         ),
-        "{over_chunk}"
+        "{over_both}"
     );
     let p = PluploadFile::new("c.bin", vec![1; 11], 4);
     assert!(matches!(
@@ -976,4 +979,29 @@ fn dialect_options_on_a_forced_route() {
         Ok(Outcome::Assembled { fresh: false, .. })
     ));
     assert_one_file(dir.path(), "renamed.bin", &f.data);
+}
+
+/// Plupload sends no identifier, so uploads are keyed by name: a new upload of a name already
+/// uploaded (or abandoned half-way, with another chunk count) in the same scope starts over
+/// with its chunk 0 instead of being answered "already assembled" and dropped.
+#[test]
+fn plupload_same_name_again_is_a_new_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (uploads, assembled) = counting_uploads(dir.path());
+    let first = PluploadFile::new("report.pdf", bytes(2500, 20), 1000);
+    for i in 0..first.chunks() {
+        uploads.save(&mut first.upload(i, "s")).unwrap();
+    }
+    // An abandoned attempt with another chunk count, then the real second version.
+    let abandoned = PluploadFile::new("report.pdf", bytes(9000, 21), 1000);
+    uploads.save(&mut abandoned.upload(0, "s")).unwrap();
+    let second = PluploadFile::new("report.pdf", bytes(3500, 22), 1000);
+    for i in 0..second.chunks() {
+        uploads.save(&mut second.upload(i, "s")).unwrap();
+    }
+    assert_eq!(assembled.load(Ordering::SeqCst), 2);
+    let files = dir.path().join("files");
+    assert_eq!(visible_files(&files), ["report (1).pdf", "report.pdf"]);
+    assert!(fs::read(files.join("report.pdf")).unwrap() == first.data);
+    assert!(fs::read(files.join("report (1).pdf")).unwrap() == second.data);
 }

@@ -15,6 +15,9 @@
 //! | `POST /upload` | a chunk (multipart, or raw with the parameters in the query string) |
 //! | `POST /upload/done` | finalize an upload (idempotent) |
 //! | `GET /files` | the assembled files: `[{"name", "size", "modified"}]`, newest first |
+//! | `GET /progress` | this browser's uploads as JSON (state, received, size, speed, ETA, ...) |
+//! | `GET /progress/events` | the same as server-sent events, pushed as uploads change |
+//! | `GET /progress/{identifier}` | one upload (404 if this browser has no such upload) |
 //!
 //! Each browser gets an opaque random session cookie; it is the upload scope, so two browsers
 //! never see each other's chunks, and a browser resumes its own uploads after a server restart.
@@ -112,9 +115,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
         )
         // GET|POST /upload (test, chunk) and POST /upload/done (finalize).
-        .nest("/upload", adapter::axum::router(uploads, session_scope))
+        .nest("/upload", adapter::axum::router(uploads.clone(), session_scope))
         .route("/files", get(move || list_files(files_dir.clone())))
-        // Progress routes (`GET /progress`, `GET /progress/events`) go here.
+        // GET /progress (JSON), /progress/events (server-sent events), /progress/{identifier}.
+        .nest("/progress", adapter::axum::progress_router(uploads, session_scope))
         .layer(middleware::from_fn(session));
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;

@@ -95,6 +95,33 @@ impl UploadState {
             )
             .service(web::resource("/done").route(web::post().to(done)));
     }
+
+    /// Registers this state as app data and the progress routes of the caller's scope: the
+    /// scope's own path lists every upload (JSON array), `/{identifier}` reports one (404 when
+    /// the scope has none of that identifier). Use it inside a [`web::scope`]:
+    /// `web::scope("/progress").configure(|cfg| state.configure_progress(cfg))`.
+    pub fn configure_progress(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.clone()))
+            .service(web::resource("").route(web::get().to(progress)))
+            .service(web::resource("/{identifier}").route(web::get().to(progress_one)));
+    }
+}
+
+/// The caller's uploads as JSON ([`Reply::progress`]). Needs `web::Data<UploadState>`.
+pub async fn progress(req: HttpRequest, state: web::Data<UploadState>) -> HttpResponse {
+    let scope = (state.scope)(&req);
+    http_response(Reply::progress(&state.uploads, &scope, None))
+}
+
+/// One upload of the caller's scope as JSON, 404 when the scope has none of that identifier.
+/// Needs `web::Data<UploadState>` and an `{identifier}` path segment.
+pub async fn progress_one(
+    req: HttpRequest,
+    state: web::Data<UploadState>,
+    identifier: web::Path<String>,
+) -> HttpResponse {
+    let scope = (state.scope)(&req);
+    http_response(Reply::progress(&state.uploads, &scope, Some(&identifier)))
 }
 
 impl fmt::Debug for UploadState {

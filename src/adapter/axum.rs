@@ -54,24 +54,42 @@
 //!
 //! Bodies are streamed (see [the adapter overview](super)); the extractors apply their own
 //! body limit (the largest chunk plus form overhead), so no [`DefaultBodyLimit`] is needed.
+//!
+//! [`progress_router`] reports the caller's uploads ([`crate::ProgressMonitor`]): `GET /` all
+//! of them as JSON, `GET /{identifier}` one (404 when the caller's scope has no such upload),
+//! and `GET /events` a stream of server-sent events, one `progress` event per upload whenever
+//! it changes, at most four times a second:
+//!
+//! ```no_run
+//! # use axum::Router;
+//! # use chunked_upload::{Config, Uploads, adapter};
+//! # fn app(uploads: Uploads) -> Router {
+//! let scope = |_: &axum::http::request::Parts| String::from("user-1");
+//! Router::new()
+//!     .nest("/upload", adapter::axum::router(uploads.clone(), scope))
+//!     .nest("/progress", adapter::axum::progress_router(uploads, scope))
+//! # }
+//! ```
 
+use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, stream};
 
 use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
 use super::http_common::{head, response};
-use crate::{Error, Outcome, Reply, Result, Uploads};
+use crate::{Error, Outcome, ProgressCursor, Reply, Result, Uploads};
 
 // Handlers run on any worker thread.
 const _: fn() = || {
@@ -134,6 +152,76 @@ where
         .route("/", get(upload).post(upload).put(upload).patch(upload))
         .route("/done", post(done))
         .with_state(UploadState::new(uploads, scope))
+}
+
+/// Progress routes for the caller's scope: `GET /` (every upload, a JSON array), `GET /events`
+/// (server-sent events: a `progress` event with one upload's JSON whenever it changes, polled
+/// four times a second, and a keep-alive comment every 15 s), `GET /{identifier}` (one upload;
+/// 404 when the scope has none of that identifier). Nest it under the path of your choice.
+pub fn progress_router<S>(
+    uploads: Uploads,
+    scope: impl Fn(&Parts) -> String + Send + Sync + 'static,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    async fn list(State(state): State<UploadState>, parts: Parts) -> Response {
+        let scope = (state.scope)(&parts);
+        response(Reply::progress(&state.uploads, &scope, None))
+    }
+    async fn one(State(state): State<UploadState>, Path(id): Path<String>, parts: Parts) -> Response {
+        let scope = (state.scope)(&parts);
+        response(Reply::progress(&state.uploads, &scope, Some(&id)))
+    }
+    async fn events(State(state): State<UploadState>, parts: Parts) -> Response {
+        let scope = (state.scope)(&parts);
+        let mut response = Sse::new(progress_events(state.uploads.clone(), scope)).into_response();
+        // Proxies must not buffer the stream.
+        response.headers_mut().insert(
+            "x-accel-buffering",
+            axum::http::HeaderValue::from_static("no"),
+        );
+        response
+    }
+    Router::new()
+        .route("/", get(list))
+        .route("/events", get(events))
+        .route("/{identifier}", get(one))
+        .with_state(UploadState::new(uploads, scope))
+}
+
+/// How often the event stream looks for changes.
+const PROGRESS_POLL: Duration = Duration::from_millis(250);
+/// Polls without an event before a keep-alive comment is sent.
+const KEEP_ALIVE_POLLS: u32 = 60;
+
+/// The server-sent events of `scope`'s uploads: every upload once at the start, then each one
+/// again whenever it changes.
+fn progress_events(
+    uploads: Uploads,
+    scope: String,
+) -> impl Stream<Item = std::result::Result<Event, Infallible>> + Send {
+    let mut ticker = tokio::time::interval(PROGRESS_POLL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let state = (uploads, scope, ProgressCursor::new(), ticker, 0u32);
+    stream::unfold(state, |(uploads, scope, mut cursor, mut ticker, idle)| async move {
+        ticker.tick().await;
+        let changes = uploads.progress().changes(&scope, &mut cursor);
+        let (events, idle): (Vec<Event>, u32) = if !changes.is_empty() {
+            let events = changes
+                .iter()
+                .map(|p| Event::default().event("progress").data(Reply::progress_event(p)))
+                .collect();
+            (events, 0)
+        } else if idle + 1 >= KEEP_ALIVE_POLLS {
+            (vec![Event::default().comment("keep-alive")], 0)
+        } else {
+            (Vec::new(), idle + 1)
+        };
+        let batch = stream::iter(events.into_iter().map(Ok));
+        Some((batch, (uploads, scope, cursor, ticker, idle)))
+    })
+    .flatten()
 }
 
 /// Extractor for the upload route: handles the request (test or chunk upload, assembling the

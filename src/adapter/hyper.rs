@@ -107,6 +107,18 @@ where
     answer(uploads, Purpose::Finalize, scope, request).await
 }
 
+/// A progress query of the caller's scope: every upload as a JSON array when `identifier` is
+/// `None`, else that one upload (404 when the scope has none of that identifier). Route
+/// `GET /progress` and `GET /progress/{identifier}` to it.
+pub fn progress(
+    uploads: &Uploads,
+    scope: impl FnOnce(&Parts) -> String,
+    parts: &Parts,
+    identifier: Option<&str>,
+) -> Response<Full<Bytes>> {
+    response(Reply::progress(uploads, &scope(parts), identifier))
+}
+
 /// A ready service: `POST` requests whose path ends in `/done` go to [`finalize`], all others to
 /// [`handle`]. Cheap to clone (one clone per connection).
 pub fn service(

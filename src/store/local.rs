@@ -263,6 +263,21 @@ impl UploadDir {
         Ok(tally)
     }
 
+    /// Discards everything stored for the upload except its lock and the staging folder (with
+    /// the lock held): chunks, ledger, metadata, marker.
+    pub(crate) fn reset(&self, ledgers: &Ledgers) -> Result<()> {
+        for entry in fs::read_dir(&self.path).ctx("list upload directory", &self.path)? {
+            let entry = entry.ctx("list upload directory", &self.path)?;
+            let name = entry.file_name();
+            if name == "lock" || name == "staging" {
+                continue;
+            }
+            remove_if_exists(&entry.path())?;
+        }
+        ledgers.forget(&self.key);
+        Ok(())
+    }
+
     /// Deletes the chunk files and the ledger (after assembly).
     pub(crate) fn delete_chunks(&self, ledgers: &Ledgers, total_chunks: u64) -> Result<()> {
         for index in 0..total_chunks {
