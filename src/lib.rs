@@ -123,3 +123,8 @@ pub use response::Reply;
 pub use sanitize::{sanitize_filename, sanitize_relative_path};
 pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
 pub use save::{FORM_OVERHEAD, Outcome, Uploads};
+
+/// The README's examples, compiled as doctests (they use every adapter).
+#[cfg(all(doctest, feature = "axum", feature = "actix-web", feature = "hyper"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
