@@ -441,11 +441,7 @@ impl Uploads {
             && let Some(max) = limits.max_file_size
         {
             let tally = upload.tally(ledgers, meta.upload.total_chunks)?;
-            let replaced = if ledgers.has(&upload.key, info.index) {
-                ledgers.sizes(&upload.key)[info.index as usize].unwrap_or(0)
-            } else {
-                0
-            };
+            let replaced = ledgers.size_of(&upload.key, info.index).unwrap_or(0);
             let total = tally.bytes - replaced + staged.len;
             if total > max {
                 return Err(Error::TooLarge {
@@ -459,12 +455,14 @@ impl Uploads {
         progress.stored(&upload.key, tally.bytes);
         drop(chunk_progress);
         quotas.set(store, limits, &scope, &upload.key, tally.bytes);
-        if is_complete(tally, &meta.upload)
-            && let Some(file) = self.assemble(upload, &meta)?
-        {
-            return Ok(Outcome::Assembled { file, fresh: true });
+        let mut tally = tally;
+        if is_complete(tally, &meta.upload) {
+            if let Some(file) = self.assemble(upload, &meta)? {
+                return Ok(Outcome::Assembled { file, fresh: true });
+            }
+            // The chunks disagreed with the ledger, which was rebuilt: report what it says now.
+            tally = upload.tally(ledgers, meta.upload.total_chunks)?;
         }
-        let tally = upload.tally(ledgers, meta.upload.total_chunks)?;
         Ok(Outcome::ChunkStored {
             chunk: info.chunk_number(),
             chunks_present: tally.present,

@@ -21,8 +21,6 @@ use std::sync::Mutex;
 const RECORD: u64 = 16;
 /// The header's first eight bytes.
 const MAGIC: &[u8; 8] = b"CULEDGR1";
-/// A slot of `sizes` with no chunk.
-const ABSENT: u64 = u64::MAX;
 /// Most ledgers kept in memory; beyond it an arbitrary one is dropped (and re-read if needed).
 const MAX_CACHED: usize = 4096;
 
@@ -39,7 +37,10 @@ pub(crate) struct Tally {
 struct Cached {
     identity: u64,
     offset: u64,
-    sizes: Vec<u64>,
+    /// The size of each chunk present, by index. Only chunks present take room: an upload may
+    /// declare a million chunks and send one.
+    sizes: HashMap<u64, u64>,
+    total_chunks: u64,
     tally: Tally,
 }
 
@@ -48,24 +49,20 @@ impl Cached {
         Cached {
             identity,
             offset: RECORD,
-            sizes: vec![ABSENT; usize::try_from(total_chunks).unwrap_or(0)],
+            sizes: HashMap::new(),
+            total_chunks,
             tally: Tally::default(),
         }
     }
 
     fn apply(&mut self, index: u64, size: u64) {
-        let Some(slot) = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.sizes.get_mut(i))
-        else {
+        if index >= self.total_chunks {
             return; // garbage record: ignored
-        };
-        if *slot == ABSENT {
-            self.tally.present += 1;
-        } else {
-            self.tally.bytes -= *slot;
         }
-        *slot = size;
+        match self.sizes.insert(index, size) {
+            None => self.tally.present += 1,
+            Some(old) => self.tally.bytes -= old,
+        }
         self.tally.bytes += size;
     }
 }
@@ -123,11 +120,13 @@ impl Ledgers {
 
     /// Whether the ledger has chunk `index` (with any size). Call after [`tally`](Self::tally).
     pub(crate) fn has(&self, key: &str, index: u64) -> bool {
+        self.size_of(key, index).is_some()
+    }
+
+    /// The recorded size of chunk `index`, if present. Call after [`tally`](Self::tally).
+    pub(crate) fn size_of(&self, key: &str, index: u64) -> Option<u64> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(key)
-            .and_then(|c| usize::try_from(index).ok().and_then(|i| c.sizes.get(i)))
-            .is_some_and(|&s| s != ABSENT)
+        cache.get(key).and_then(|c| c.sizes.get(&index).copied())
     }
 
     /// The recorded size of every chunk (`None` for absent ones). Call after
@@ -137,9 +136,8 @@ impl Ledgers {
         cache
             .get(key)
             .map(|c| {
-                c.sizes
-                    .iter()
-                    .map(|&s| (s != ABSENT).then_some(s))
+                (0..c.total_chunks)
+                    .map(|i| c.sizes.get(&i).copied())
                     .collect()
             })
             .unwrap_or_default()
@@ -205,7 +203,7 @@ impl Ledgers {
             .or_insert_with(|| Cached::new(identity, total_chunks));
         if entry.identity != identity
             || entry.offset > len
-            || entry.sizes.len() as u64 != total_chunks
+            || entry.total_chunks != total_chunks
         {
             *entry = Cached::new(identity, total_chunks);
         }
