@@ -353,9 +353,19 @@ impl ProgressMonitor {
 
     // ---- updates from `save()` ----
 
+    /// Whether `upload` is to be tracked (its declared size is not below the threshold) but is
+    /// not yet: then [`observe`](Self::observe) should be told what is stored.
+    pub(crate) fn wants(&self, key: &str, upload: &crate::UploadInfo) -> bool {
+        self.tracks(upload) && !self.is_tracked(key)
+    }
+
+    fn tracks(&self, upload: &crate::UploadInfo) -> bool {
+        upload.total_size.is_none_or(|s| s >= self.config.threshold)
+    }
+
     /// Notes that upload `key` exists with `stored` bytes, creating its entry if untracked.
     pub(crate) fn observe(&self, key: &str, upload: &crate::UploadInfo, stored: u64) {
-        if upload.total_size.is_some_and(|s| s < self.config.threshold) {
+        if !self.tracks(upload) {
             return;
         }
         let now = now_ms();
@@ -639,7 +649,10 @@ mod tests {
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].received, 50);
         m.stored("o", 10);
-        assert!(m.changes("s", &mut cursor).is_empty(), "other scopes' changes are not sent");
+        assert!(
+            m.changes("s", &mut cursor).is_empty(),
+            "other scopes' changes are not sent"
+        );
     }
 
     #[test]

@@ -367,7 +367,7 @@ impl Uploads {
             return Ok(done);
         }
         let ledgers = &store.ledgers;
-        if !progress.is_tracked(&upload.key) {
+        if progress.wants(&upload.key, &meta.upload) {
             // First sight of this upload in this process (new, or resumed after a restart).
             let stored = upload.tally(ledgers, meta.upload.total_chunks)?.bytes;
             progress.observe(&upload.key, &meta.upload, stored);

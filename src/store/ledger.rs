@@ -201,10 +201,7 @@ impl Ledgers {
         let entry = cache
             .entry(key.to_owned())
             .or_insert_with(|| Cached::new(identity, total_chunks));
-        if entry.identity != identity
-            || entry.offset > len
-            || entry.total_chunks != total_chunks
-        {
+        if entry.identity != identity || entry.offset > len || entry.total_chunks != total_chunks {
             *entry = Cached::new(identity, total_chunks);
         }
         if entry.offset < len {
