@@ -77,11 +77,13 @@ pub struct ChunkInfo {
     pub number_base: u64,
     /// The parameter names behind the fields, for error messages.
     pub names: Arc<FieldNames>,
-    /// Whether this chunk starts its upload over: whatever is stored under its identifier
-    /// (chunks, or an assembled upload's marker) is discarded first. Set for widgets that send
-    /// no identifier of their own and upload strictly in order (Plupload's chunk 0), where a
-    /// first chunk can only mean a new upload of the same name.
-    pub restarts: bool,
+    /// Whether the widget sends the chunks of a file strictly in order, one at a time, and
+    /// keys uploads by something reused across uploads (Plupload: the file name). Then its
+    /// first chunk can only mean a new upload (whatever the key holds, chunks or an assembled
+    /// upload, is discarded first), and its last chunk must complete the upload (otherwise the
+    /// answer is [`Error::Incomplete`](crate::Error::Incomplete), so the widget reports a
+    /// failure instead of a success).
+    pub in_order: bool,
 }
 
 impl ChunkInfo {
@@ -100,7 +102,7 @@ impl ChunkInfo {
             is_test: false,
             number_base: 0,
             names: Arc::new(FieldNames::neutral()),
-            restarts: false,
+            in_order: false,
         }
     }
 

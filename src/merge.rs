@@ -137,7 +137,6 @@ fn chunks_match_ledger(store: &LocalStore, upload: &UploadDir, info: &UploadInfo
     let recorded = store.ledgers.sizes(&upload.key);
     let n = info.total_chunks;
     let mut ok = recorded.len() as u64 == n;
-    let mut first = None;
     for index in 0..n {
         if !ok {
             break;
@@ -147,18 +146,11 @@ fn chunks_match_ledger(store: &LocalStore, upload: &UploadDir, info: &UploadInfo
         ok = on_disk.is_some()
             && on_disk == recorded[index as usize]
             && expected.is_none_or(|e| Some(e) == on_disk);
-        if let (Some(len), None) = (on_disk, info.chunk_size) {
-            // No declared chunk size (Plupload): all but the last equal the first, the last is
-            // no larger.
-            let first = *first.get_or_insert(len);
-            ok &= if index + 1 < n {
-                len == first
-            } else {
-                len <= first
-            };
-        }
     }
     if ok {
+        if info.chunk_size.is_none() {
+            check_uniform(&recorded)?;
+        }
         return Ok(true);
     }
     let listing: Vec<(u64, u64)> = upload
@@ -172,6 +164,34 @@ fn chunks_match_ledger(store: &LocalStore, upload: &UploadDir, info: &UploadInfo
         .rebuild(&upload.key, &ledger, n, &listing)
         .ctx("rebuild ledger", &ledger)?;
     Ok(false)
+}
+
+/// Without a declared chunk size (Plupload), the chunks themselves must show one: every chunk
+/// but the last as large as the first, the last no larger. Otherwise the file cannot be put
+/// together (a chunk was cut short), and the upload is refused.
+fn check_uniform(sizes: &[Option<u64>]) -> Result<()> {
+    let Some(Some(first)) = sizes.first().copied() else {
+        return Ok(());
+    };
+    let last = sizes.len() - 1;
+    for (index, size) in sizes.iter().enumerate() {
+        let size = size.unwrap_or(0);
+        let fits = if index < last {
+            size == first
+        } else {
+            size <= first
+        };
+        if !fits {
+            return Err(Error::bad(
+                "body",
+                format!(
+                    "chunk {index} has {size} bytes but chunk 0 has {first}: every chunk but the \
+                     last must have the same size, and the last no more"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The size chunk `index` must have, when the geometry is declared.

@@ -245,13 +245,18 @@ impl ProgressMonitor {
     /// the monitor's [`version`](Self::version) first.
     pub fn changes(&self, scope: &str, cursor: &mut ProgressCursor) -> Vec<Progress> {
         let version = self.version();
-        if cursor.version == Some(version) {
+        // While an upload moves, its speed and ETA change even when no byte arrives (a paused
+        // upload slows down to 0): keep looking until everything sent stands still.
+        if cursor.version == Some(version) && !cursor.moving {
             return Vec::new();
         }
         cursor.version = Some(version);
+        cursor.moving = false;
         let mut changed = Vec::new();
         for p in self.report_scope(scope) {
-            let seen = (p.state, p.received, p.updated_at);
+            // Speed in KiB/s is precise enough to tell a change worth sending.
+            let seen = (p.state, p.received, p.updated_at, (p.speed / 1024.0) as u64);
+            cursor.moving |= p.speed > 0.0;
             if cursor.seen.get(&p.identifier) != Some(&seen) {
                 cursor.seen.insert(p.identifier.clone(), seen);
                 changed.push(p);
@@ -480,7 +485,8 @@ impl ProgressMonitor {
 #[derive(Debug, Default, Clone)]
 pub struct ProgressCursor {
     version: Option<u64>,
-    seen: HashMap<String, (State, u64, u64)>,
+    moving: bool,
+    seen: HashMap<String, (State, u64, u64, u64)>,
 }
 
 impl ProgressCursor {
@@ -653,6 +659,31 @@ mod tests {
             m.changes("s", &mut cursor).is_empty(),
             "other scopes' changes are not sent"
         );
+    }
+
+    #[test]
+    fn a_paused_upload_is_reported_again_when_its_speed_falls_to_zero() {
+        let m = ProgressMonitor::new(ProgressConfig::default());
+        let mut cursor = ProgressCursor::new();
+        m.observe("k", &info("s", "a", Some(10_000_000)), 0);
+        let mut c = m.chunk("k", false);
+        c.add(1);
+        m.changes("s", &mut cursor);
+        std::thread::sleep(Duration::from_millis(300));
+        c.add(500_000);
+        let moving = m.changes("s", &mut cursor);
+        assert!(moving[0].speed > 0.0, "{moving:?}");
+        // Paused: no byte arrives, the version stays, yet the speed falls to 0 and is sent.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut last = moving[0].speed;
+        while last > 0.0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(250));
+            if let Some(p) = m.changes("s", &mut cursor).pop() {
+                last = p.speed;
+            }
+        }
+        assert_eq!(last, 0.0);
+        assert!(m.changes("s", &mut cursor).is_empty(), "then quiet");
     }
 
     #[test]

@@ -344,7 +344,7 @@ impl Uploads {
         let declared = info.body_size();
 
         // 1. Start the upload, or check the chunk agrees with it, before reading the body.
-        if info.restarts {
+        if info.in_order && info.index == 0 {
             // A first chunk that can only mean a new upload under the same key (Plupload keys
             // uploads by file name): forget what is stored, assembled or not.
             let _lock = upload.lock(config.lock_timeout)?;
@@ -462,6 +462,14 @@ impl Uploads {
             }
             // The chunks disagreed with the ledger, which was rebuilt: report what it says now.
             tally = upload.tally(ledgers, meta.upload.total_chunks)?;
+        }
+        if info.in_order && info.index + 1 == meta.upload.total_chunks {
+            // The widget is done sending: a gap (a chunk it skipped) is an error it must report.
+            return Err(Error::Incomplete {
+                identifier: info.identifier.clone(),
+                present: tally.present,
+                total: meta.upload.total_chunks,
+            });
         }
         Ok(Outcome::ChunkStored {
             chunk: info.chunk_number(),

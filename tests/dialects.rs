@@ -790,8 +790,12 @@ fn plupload_unequal_chunks_are_never_assembled() {
     let mut short = f.upload(1, "s");
     short.set_body(ChunkBody::bytes(vec![0; 999]));
     uploads.save(&mut short).unwrap();
-    let last = uploads.save(&mut f.upload(2, "s")).unwrap();
-    assert!(!matches!(last, Outcome::Assembled { .. }), "{last:?}");
+    // The last chunk finds a short chunk in the middle: refused with the reason, not assembled.
+    let last = uploads.save(&mut f.upload(2, "s")).unwrap_err();
+    assert!(
+        matches!(&last, Error::BadRequest { field, reason } if field == "body" && reason.contains("chunk 1 has 999 bytes")),
+        "{last}"
+    );
     assert!(visible_files(&dir.path().join("files")).is_empty());
     // With the widget's chunk size configured, the short chunk is refused on arrival.
     let dir = tempfile::tempdir().unwrap();
@@ -1004,4 +1008,30 @@ fn plupload_same_name_again_is_a_new_upload() {
     assert_eq!(visible_files(&files), ["report (1).pdf", "report.pdf"]);
     assert!(fs::read(files.join("report.pdf")).unwrap() == first.data);
     assert!(fs::read(files.join("report (1).pdf")).unwrap() == second.data);
+}
+
+/// Plupload sends its chunks in order, one at a time: when its last chunk arrives and the file
+/// is still incomplete (it skipped a chunk, as its `stop()`/`start()` can), the answer is an
+/// error, so the widget reports a failure instead of a success.
+#[test]
+fn plupload_last_chunk_with_a_gap_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = uploads(dir.path());
+    let f = PluploadFile::new("gap.bin", bytes(4000, 23), 1000);
+    uploads.save(&mut f.upload(0, "s")).unwrap();
+    uploads.save(&mut f.upload(2, "s")).unwrap(); // chunk 1 skipped
+    let err = uploads.save(&mut f.upload(3, "s")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Incomplete {
+                present: 3,
+                total: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.status(), 400);
+    assert!(visible_files(&dir.path().join("files")).is_empty());
 }

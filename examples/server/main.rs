@@ -21,6 +21,10 @@
 //!
 //! Each browser gets an opaque random session cookie; it is the upload scope, so two browsers
 //! never see each other's chunks, and a browser resumes its own uploads after a server restart.
+//! The page gets its cookie when it loads. A page served from elsewhere (behind a proxy, say)
+//! must make one request (`GET /files` will do) before it sends chunks in parallel: requests
+//! without the cookie each start a new session, so parallel first chunks would land in
+//! different scopes. `GET /files` lists the whole upload dir: a shared drop folder.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -221,7 +221,7 @@ impl Dialect for FineUploader {
             is_test: request.is_test(),
             number_base: 0,
             names: Arc::clone(&self.names),
-            restarts: false,
+            in_order: false,
         })
     }
 

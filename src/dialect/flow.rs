@@ -214,7 +214,7 @@ impl FlowFamily {
                 is_test: false,
                 number_base: 1,
                 names: Arc::clone(&self.names),
-                restarts: false,
+                in_order: false,
             });
         }
 
@@ -238,7 +238,7 @@ impl FlowFamily {
             is_test: request.is_test(),
             number_base: 1,
             names: Arc::clone(&self.names),
-            restarts: false,
+            in_order: false,
         })
     }
 }

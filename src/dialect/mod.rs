@@ -312,7 +312,7 @@ pub(crate) fn single_chunk(
         is_test,
         number_base: 0,
         names: Arc::clone(names),
-        restarts: false,
+        in_order: false,
     }
 }
 

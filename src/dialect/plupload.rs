@@ -162,7 +162,7 @@ impl Plupload {
             is_test: request.is_test(),
             number_base: 0,
             names: Arc::clone(&self.offset_names),
-            restarts: offset == 0,
+            in_order: true,
         })
     }
 }
@@ -238,7 +238,7 @@ impl Dialect for Plupload {
                 is_test: request.is_test(),
                 number_base: 0,
                 names: Arc::clone(&self.chunk_names),
-                restarts: index == 0,
+                in_order: true,
             });
         }
         if has(OFFSET) || has(TOTAL) {
