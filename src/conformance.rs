@@ -24,7 +24,7 @@
 //! ```
 //!
 //! What the server must be configured with:
-//! - the default dialects (flow.js, resumable.js) and destination (assembled files directly in
+//! - the default dialects (all five widgets) and destination (assembled files directly in
 //!   [`Target::files_dir`] under their sanitized file name);
 //! - [`ConflictPolicy::Rename`](crate::ConflictPolicy::Rename), so that a second assembly of
 //!   one upload would show as a second file (the cases check there is exactly one);
@@ -97,6 +97,19 @@ pub const CASES: &[(&str, Case)] = &[
     ("chunk_over_limit", chunk_over_limit),
     ("finalize_is_idempotent", finalize_is_idempotent),
     ("fields_after_file_part", fields_after_file_part),
+    ("dropzone_chunked", dropzone_chunked),
+    (
+        "dropzone_small_and_empty_files",
+        dropzone_small_and_empty_files,
+    ),
+    ("fine_uploader_chunked", fine_uploader_chunked),
+    ("fine_uploader_small_file", fine_uploader_small_file),
+    ("plupload_chunked", plupload_chunked),
+    (
+        "plupload_small_and_empty_files",
+        plupload_small_and_empty_files,
+    ),
+    ("widget_errors_name_the_field", widget_errors_name_the_field),
 ];
 
 /// Generates one `#[test]` per case of [`CASES`](crate::conformance::CASES), each running it
@@ -121,6 +134,13 @@ macro_rules! conformance_tests {
             chunk_over_limit
             finalize_is_idempotent
             fields_after_file_part
+            dropzone_chunked
+            dropzone_small_and_empty_files
+            fine_uploader_chunked
+            fine_uploader_small_file
+            plupload_chunked
+            plupload_small_and_empty_files
+            widget_errors_name_the_field
         );
     };
     (@cases ($target:expr) $($case:ident)*) => {
@@ -513,6 +533,372 @@ pub fn fields_after_file_part(t: &Target) {
     assert_assembled(t, &upload);
 }
 
+/// Dropzone with `chunking` and `parallelChunkUploads`: the `dz*` fields, then the part `file`
+/// carrying the file's real name; chunks sent by three threads in a shuffled order with
+/// duplicates; then the app's `chunksUploaded` finalize request, three times: one file.
+pub fn dropzone_chunked(t: &Target) {
+    let data = pseudo_random(5 * CS + 123, "cf-dropzone");
+    let widget = Widget::Dropzone {
+        uuid: "cf-dropzone-5b3c".into(),
+        name: "cf-dropzone.bin".into(),
+    };
+    let count = data.len().div_ceil(CS) as u64;
+    let mut jobs: Vec<u64> = (0..count).chain([0, 3, count - 1]).collect();
+    shuffle(&mut jobs, 7);
+    let fresh = send_parallel(t, &widget, &data, jobs, 3);
+    assert_eq!(fresh, 1, "exactly one request assembles the file");
+    for _ in 0..3 {
+        let r = Answer::from(
+            client()
+                .post(&t.done_url)
+                .form(&[("dzuuid", "cf-dropzone-5b3c")])
+                .send(),
+        );
+        expect_file(&r, "cf-dropzone.bin", &data, false);
+    }
+    assert_file(t, "cf-dropzone.bin", &data);
+}
+
+/// Dropzone files up to the chunk size go whole, as a plain form post with nothing but the
+/// file part (no `forceChunking`); an empty file with `forceChunking` is one 0-byte chunk.
+pub fn dropzone_small_and_empty_files(t: &Target) {
+    let small = pseudo_random(1000, "cf-dropzone-small");
+    let r = send_form(
+        &client(),
+        &t.base_url,
+        &[],
+        Some(("file", "cf-dropzone-small.txt", &small)),
+    );
+    expect_file(&r, "cf-dropzone-small.txt", &small, true);
+    assert_file(t, "cf-dropzone-small.txt", &small);
+
+    let empty = Widget::Dropzone {
+        uuid: "cf-dropzone-empty".into(),
+        name: "cf-dropzone-empty.txt".into(),
+    };
+    let r = empty.send(&client(), t, &[], 0, 1);
+    expect_file(&r, "cf-dropzone-empty.txt", &[], true);
+    assert_file(t, "cf-dropzone-empty.txt", &[]);
+}
+
+/// Fine Uploader with `chunking` and `concurrent`: the `qq*` fields, the part `qqfile` named
+/// "blob", chunks in parallel with duplicates, every answer `{"success": true}`; then the
+/// `chunking.success.endpoint` request, three times (proxies repeat it): one file.
+pub fn fine_uploader_chunked(t: &Target) {
+    let data = pseudo_random(4 * CS + 5, "cf-fine");
+    let widget = Widget::FineUploader {
+        uuid: "cf-fine-0b1c".into(),
+        name: "cf-fine.pdf".into(),
+    };
+    let count = data.len().div_ceil(CS) as u64;
+    let mut jobs: Vec<u64> = (0..count).chain([1, count - 1]).collect();
+    shuffle(&mut jobs, 11);
+    let fresh = send_parallel(t, &widget, &data, jobs, 3);
+    assert_eq!(fresh, 1, "exactly one request assembles the file");
+    let finalize = [
+        ("qquuid", "cf-fine-0b1c".to_owned()),
+        ("qqfilename", "cf-fine.pdf".to_owned()),
+        ("qqtotalfilesize", data.len().to_string()),
+        ("qqtotalparts", count.to_string()),
+    ];
+    for _ in 0..3 {
+        let r = Answer::from(client().post(&t.done_url).form(&finalize).send());
+        expect_file(&r, "cf-fine.pdf", &data, false);
+    }
+    assert_file(t, "cf-fine.pdf", &data);
+}
+
+/// Fine Uploader sends files up to its part size whole: `qquuid`, `qqfilename`,
+/// `qqtotalfilesize` and the part `qqfile`.
+pub fn fine_uploader_small_file(t: &Target) {
+    let data = pseudo_random(777, "cf-fine-small");
+    let fields = [
+        ("qquuid", "cf-fine-small-9d8e".to_owned()),
+        ("qqfilename", "cf-fine-small.txt".to_owned()),
+        ("qqtotalfilesize", data.len().to_string()),
+    ];
+    let r = send_form(
+        &client(),
+        &t.base_url,
+        &fields,
+        Some(("qqfile", "cf-fine-small.txt", &data)),
+    );
+    expect_file(&r, "cf-fine-small.txt", &data, true);
+    assert_file(t, "cf-fine-small.txt", &data);
+}
+
+/// Plupload: `name`, 0-based `chunk`, `chunks`, one chunk at a time in order, every chunk sent
+/// twice (its `max_retries` after a lost answer), as multipart (part `file` named "blob") and
+/// as a raw body with the parameters in the query string (`multipart: false`).
+pub fn plupload_chunked(t: &Target) {
+    for raw in [false, true] {
+        let name = if raw {
+            "cf-plupload-raw.bin"
+        } else {
+            "cf-plupload.bin"
+        };
+        let data = pseudo_random(3 * CS + 10, name);
+        let widget = Widget::Plupload {
+            name: name.into(),
+            raw,
+        };
+        let count = data.len().div_ceil(CS) as u64;
+        let client = client();
+        for index in 0..count {
+            for attempt in 0..2 {
+                let r = widget.send(&client, t, &data, index, count);
+                if index + 1 == count {
+                    expect_file(&r, name, &data, attempt == 0);
+                } else {
+                    r.expect(200);
+                    assert_eq!(r.json()["status"], "chunk_stored", "{r:?}");
+                }
+            }
+        }
+        assert_file(t, name, &data);
+    }
+}
+
+/// Plupload: an empty file is `chunks=0` (one 0-byte chunk), a one-chunk file still sends
+/// `chunk=0&chunks=1`, and without `chunk_size` a file goes whole with only `name`.
+pub fn plupload_small_and_empty_files(t: &Target) {
+    let client = client();
+    let empty = Widget::Plupload {
+        name: "cf-plupload-empty.txt".into(),
+        raw: false,
+    };
+    let r = empty.send(&client, t, &[], 0, 0);
+    expect_file(&r, "cf-plupload-empty.txt", &[], true);
+    assert_file(t, "cf-plupload-empty.txt", &[]);
+
+    let one = Widget::Plupload {
+        name: "cf-plupload-one.txt".into(),
+        raw: true,
+    };
+    let data = pseudo_random(100, "cf-plupload-one");
+    let r = one.send(&client, t, &data, 0, 1);
+    expect_file(&r, "cf-plupload-one.txt", &data, true);
+    assert_file(t, "cf-plupload-one.txt", &data);
+
+    let whole = pseudo_random(2 * CS, "cf-plupload-whole");
+    let r = send_form(
+        &client,
+        &t.base_url,
+        &[("name", "cf-plupload-whole.bin".to_owned())],
+        Some(("file", "cf-plupload-whole.bin", &whole)),
+    );
+    expect_file(&r, "cf-plupload-whole.bin", &whole, true);
+    assert_file(t, "cf-plupload-whole.bin", &whole);
+}
+
+/// Malformed chunk parameters of every widget answer 400 with JSON naming the parameter, and
+/// nothing is stored.
+pub fn widget_errors_name_the_field(t: &Target) {
+    let data = pseudo_random(2 * CS, "cf-widget-errors");
+    let client = client();
+    let dropzone = Widget::Dropzone {
+        uuid: "cf-errors-dz".into(),
+        name: "cf-errors-dz.bin".into(),
+    };
+    let fine = Widget::FineUploader {
+        uuid: "cf-errors-qq".into(),
+        name: "cf-errors-qq.bin".into(),
+    };
+    let plupload = Widget::Plupload {
+        name: "cf-errors-pl.bin".into(),
+        raw: false,
+    };
+    let cases: [(&Widget, &str, &str); 8] = [
+        (&dropzone, "dzchunkindex", "2"),
+        (&dropzone, "dzchunkindex", "-1"),
+        (&dropzone, "dzchunkbyteoffset", "5"),
+        (&fine, "qqpartindex", "x"),
+        (&fine, "qqtotalparts", "1.5"),
+        (&fine, "qqpartbyteoffset", "99999999999999999999999"),
+        (&plupload, "chunk", "2"),
+        (&plupload, "chunks", "abc"),
+    ];
+    for (widget, field, value) in cases {
+        let r = widget.send_with(&client, t, &data, 0, 2, Some((field, value)));
+        expect_error(&r, 400, field);
+    }
+    for name in ["cf-errors-dz.bin", "cf-errors-qq.bin", "cf-errors-pl.bin"] {
+        assert_eq!(count_files(t, name), 0, "{name}");
+    }
+}
+
+/// A chunk of the widgets without a test request, sent with their own parameter names.
+#[derive(Debug, Clone)]
+enum Widget {
+    Dropzone { uuid: String, name: String },
+    FineUploader { uuid: String, name: String },
+    Plupload { name: String, raw: bool },
+}
+
+impl Widget {
+    /// Chunk `index` of `count` of `data` (remainder geometry, chunks of `CS` bytes).
+    fn send(&self, client: &Client, t: &Target, data: &[u8], index: u64, count: u64) -> Answer {
+        self.send_with(client, t, data, index, count, None)
+    }
+
+    /// The same, with one parameter replaced.
+    fn send_with(
+        &self,
+        client: &Client,
+        t: &Target,
+        data: &[u8],
+        index: u64,
+        count: u64,
+        replace: Option<(&str, &str)>,
+    ) -> Answer {
+        let start = (index as usize * CS).min(data.len());
+        let chunk = &data[start..(start + CS).min(data.len())];
+        let (mut fields, part_name, part_filename) = match self {
+            Widget::Dropzone { uuid, name } => (
+                vec![
+                    ("dzuuid", uuid.clone()),
+                    ("dzchunkindex", index.to_string()),
+                    ("dztotalfilesize", data.len().to_string()),
+                    ("dzchunksize", CS.to_string()),
+                    ("dztotalchunkcount", count.to_string()),
+                    ("dzchunkbyteoffset", start.to_string()),
+                ],
+                "file",
+                name.as_str(),
+            ),
+            Widget::FineUploader { uuid, name } => (
+                vec![
+                    ("qquuid", uuid.clone()),
+                    ("qqpartindex", index.to_string()),
+                    ("qqpartbyteoffset", start.to_string()),
+                    ("qqchunksize", chunk.len().to_string()),
+                    ("qqtotalparts", count.to_string()),
+                    ("qqtotalfilesize", data.len().to_string()),
+                    ("qqfilename", name.clone()),
+                ],
+                "qqfile",
+                "blob",
+            ),
+            Widget::Plupload { name, .. } => (
+                vec![
+                    ("name", name.clone()),
+                    ("chunk", index.to_string()),
+                    ("chunks", count.to_string()),
+                ],
+                "file",
+                "blob",
+            ),
+        };
+        if let Some((field, value)) = replace {
+            fields.retain(|(n, _)| *n != field);
+            fields.push((field, value.to_owned()));
+        }
+        if let Widget::Plupload { raw: true, .. } = self {
+            let query: Vec<(String, String)> = fields
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .collect();
+            return Answer::from(
+                client
+                    .post(&t.base_url)
+                    .query(&query)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONNECTION, "close")
+                    .body(chunk.to_vec())
+                    .send(),
+            );
+        }
+        send_form(
+            client,
+            &t.base_url,
+            &fields,
+            Some((part_name, part_filename, chunk)),
+        )
+    }
+}
+
+/// Sends the chunks `jobs` (indices) of `data` from `threads` threads; every answer must be
+/// 200 with `success: true`. Returns how many answers said "assembled" freshly.
+fn send_parallel(
+    t: &Target,
+    widget: &Widget,
+    data: &[u8],
+    jobs: Vec<u64>,
+    threads: usize,
+) -> usize {
+    let count = data.len().div_ceil(CS) as u64;
+    let jobs = Arc::new(Mutex::new(jobs));
+    let fresh = Arc::new(Mutex::new(0));
+    let data = Arc::new(data.to_vec());
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (jobs, fresh, data, widget, t) = (
+                jobs.clone(),
+                fresh.clone(),
+                data.clone(),
+                widget.clone(),
+                t.clone(),
+            );
+            std::thread::spawn(move || {
+                let client = client();
+                loop {
+                    let Some(index) = jobs.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let r = widget.send(&client, &t, &data, index, count);
+                    r.expect(200);
+                    let json = r.json();
+                    assert_eq!(json["success"], true, "{r:?}");
+                    if json["status"] == "assembled" && json["fresh"] == true {
+                        *fresh.lock().unwrap() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("a sending thread failed");
+    }
+    let fresh = *fresh.lock().unwrap();
+    fresh
+}
+
+/// A `multipart/form-data` POST of `fields` and an optional file part (field name, file name,
+/// bytes), built whole.
+fn send_form(
+    client: &Client,
+    url: &str,
+    fields: &[(&str, String)],
+    part: Option<(&str, &str, &[u8])>,
+) -> Answer {
+    let fields: Vec<(String, String)> = fields
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.clone()))
+        .collect();
+    let request = form(client.post(url), &fields, part, false);
+    Answer::from(request.header(reqwest::header::CONNECTION, "close").send())
+}
+
+#[track_caller]
+fn expect_file(r: &Answer, name: &str, data: &[u8], fresh: bool) {
+    r.expect(200);
+    let json = r.json();
+    assert_eq!(json["success"], true, "{r:?}");
+    assert_eq!(json["status"], "assembled", "{r:?}");
+    assert_eq!(json["fresh"], fresh, "{r:?}");
+    assert_eq!(json["file"]["name"], name, "{r:?}");
+    assert_eq!(json["file"]["size"], data.len(), "{r:?}");
+}
+
+/// The file `name` is there once, byte-identical.
+#[track_caller]
+fn assert_file(t: &Target, name: &str, data: &[u8]) {
+    let path = t.files_dir.join(name);
+    let stored = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(sha1_hex(&stored), sha1_hex(data), "{}", path.display());
+    assert_eq!(count_files(t, name), 1, "exactly one {name}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // What the cases are made of.
 
@@ -701,22 +1087,38 @@ fn send(
     Answer::from(request.header(reqwest::header::CONNECTION, "close").send())
 }
 
-/// A `multipart/form-data` body (fields, and the chunk as the part `file`), built whole so that
-/// the request is on the wire before the server can answer it (a refused request is answered
-/// without reading its body, and a client still streaming one would see a broken connection).
+/// A `multipart/form-data` body (fields, and the chunk as the part `file` named "blob").
 fn multipart(
     request: RequestBuilder,
     fields: &[(String, String)],
     file: Option<&[u8]>,
     file_first: bool,
 ) -> RequestBuilder {
+    form(
+        request,
+        fields,
+        file.map(|f| ("file", "blob", f)),
+        file_first,
+    )
+}
+
+/// A `multipart/form-data` body (fields, and a file part: field name, file name, bytes), built
+/// whole so that the request is on the wire before the server can answer it (a refused request
+/// is answered without reading its body, and a client still streaming one would see a broken
+/// connection).
+fn form(
+    request: RequestBuilder,
+    fields: &[(String, String)],
+    part: Option<(&str, &str, &[u8])>,
+    file_first: bool,
+) -> RequestBuilder {
     const BOUNDARY: &str = "----chunked-upload-conformance-5b1d8e0c7a";
     let mut body = Vec::new();
     let file_part = |body: &mut Vec<u8>| {
-        if let Some(bytes) = file {
+        if let Some((field, filename, bytes)) = part {
             body.extend_from_slice(
                 format!(
-                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blob\"\r\n\
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n\
                      Content-Type: application/octet-stream\r\n\r\n"
                 )
                 .as_bytes(),
