@@ -859,8 +859,9 @@ fn send_parallel(
     for handle in handles {
         handle.join().expect("a sending thread failed");
     }
-    let fresh = *fresh.lock().unwrap();
-    fresh
+    Arc::into_inner(fresh)
+        .and_then(|m| m.into_inner().ok())
+        .expect("every sending thread is done")
 }
 
 /// A `multipart/form-data` POST of `fields` and an optional file part (field name, file name,
