@@ -137,6 +137,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The request body stopped arriving: nothing came for `idle_secs` seconds (408; the
+    /// widget may retry the chunk).
+    #[error("the request body sent nothing for {idle_secs} s")]
+    BodyTimeout {
+        /// How long the body was silent.
+        idle_secs: u64,
+    },
+
     /// The per-upload lock could not be taken in time; the client should retry (503).
     #[error("upload is busy, retry in {retry_after} s")]
     Busy {
@@ -174,6 +182,7 @@ impl Error {
     /// | [`NoContent`](Error::NoContent) | 204 (test request: chunk absent) |
     /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete) | 400 |
     /// | [`NotFound`](Error::NotFound) | 404 |
+    /// | [`BodyTimeout`](Error::BodyTimeout) | 408 |
     /// | [`Conflict`](Error::Conflict), [`GeometryMismatch`](Error::GeometryMismatch) | 409 |
     /// | [`TooLarge`](Error::TooLarge) | 413 |
     /// | [`Refused`](Error::Refused) | 415 |
@@ -186,6 +195,7 @@ impl Error {
             Error::NoContent { .. } => 204,
             Error::BadRequest { .. } | Error::Incomplete { .. } => 400,
             Error::NotFound { .. } => 404,
+            Error::BodyTimeout { .. } => 408,
             Error::Conflict { .. } | Error::GeometryMismatch { .. } => 409,
             Error::TooLarge { .. } => 413,
             Error::Refused { .. } => 415,
@@ -202,8 +212,26 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Busy { .. } | Error::Io { .. } | Error::TooManyUploads { .. }
+            Error::Busy { .. }
+                | Error::Io { .. }
+                | Error::TooManyUploads { .. }
+                | Error::BodyTimeout { .. }
         )
+    }
+
+    /// The message to show a client: this error's text, except for server-side failures,
+    /// whose text names files of the server (log those; clients get a plain sentence).
+    pub fn client_message(&self) -> String {
+        match self {
+            Error::Io { source, .. } if is_storage_full(source) => {
+                "the server's storage is full; retry later".to_owned()
+            }
+            Error::Io { op, .. } => format!("the server could not {op} (details in its log)"),
+            Error::InvalidStorageKey { .. } => {
+                "the server's hash-name callback is misconfigured (details in its log)".to_owned()
+            }
+            other => other.to_string(),
+        }
     }
 
     /// Seconds after which a client may retry, for a `Retry-After` header.
@@ -290,6 +318,21 @@ mod tests {
         for (err, status) in cases {
             assert_eq!(err.status(), status, "{err}");
         }
+    }
+
+    #[test]
+    fn client_messages_hide_server_paths() {
+        let e = Error::io(
+            "write chunk staging file",
+            "/srv/secret/chunks/x",
+            io::ErrorKind::PermissionDenied.into(),
+        );
+        assert!(e.to_string().contains("/srv/secret"), "the log keeps the path");
+        assert!(!e.client_message().contains("/srv"), "{}", e.client_message());
+        let full = Error::io("write", "/srv/x", io::ErrorKind::StorageFull.into());
+        assert_eq!(full.client_message(), "the server's storage is full; retry later");
+        let bad = Error::bad("flowChunkNumber", "0 is out of range 1..=3");
+        assert_eq!(bad.client_message(), bad.to_string());
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub use request::{ChunkBody, ChunkRequest, MAX_PARAM_LEN, Params, RawRequest, Re
 pub use response::Reply;
 pub use sanitize::{sanitize_filename, sanitize_relative_path};
 pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
-pub use save::{FORM_OVERHEAD, Outcome, Uploads};
+pub use save::{Begun, FORM_OVERHEAD, IncomingChunk, Outcome, Uploads};
 
 /// The README's examples, compiled as doctests (they use every adapter).
 #[cfg(all(doctest, feature = "axum", feature = "actix-web", feature = "hyper"))]

@@ -182,8 +182,9 @@ pub struct ProgressMonitor {
     epoch: Instant,
     epoch_ms: u64,
     entries: Mutex<HashMap<String, Entry>>,
-    /// Bumped on every change, so pollers (server-sent events) can tell when to look again.
-    version: AtomicU64,
+    /// Bumped on every change, so pollers (server-sent events) can tell when to look again;
+    /// shared with the [`ChunkProgress`] guards.
+    version: Arc<AtomicU64>,
 }
 
 impl ProgressMonitor {
@@ -194,7 +195,7 @@ impl ProgressMonitor {
             epoch: Instant::now(),
             epoch_ms: now_ms(),
             entries: Mutex::new(HashMap::new()),
-            version: AtomicU64::new(0),
+            version: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -413,7 +414,7 @@ impl ProgressMonitor {
 
     /// A chunk starts streaming in; its bytes count until the guard is dropped. A chunk already
     /// stored (a duplicate) is not counted twice.
-    pub(crate) fn chunk(&self, key: &str, duplicate: bool) -> ChunkProgress<'_> {
+    pub(crate) fn chunk(&self, key: &str, duplicate: bool) -> ChunkProgress {
         let entries = self.lock();
         let counters = match entries.get(key) {
             Some(e) if !duplicate && e.finished_at.is_none() => {
@@ -422,8 +423,9 @@ impl ProgressMonitor {
             _ => None,
         };
         ChunkProgress {
-            monitor: self,
             counters,
+            version: Arc::clone(&self.version),
+            epoch: self.epoch,
             bytes: 0,
         }
     }
@@ -499,30 +501,31 @@ impl ProgressCursor {
 /// Counts the bytes of one chunk as they stream in; they stop counting when it is dropped
 /// (stored chunks count through the ledger instead).
 #[derive(Debug)]
-pub(crate) struct ChunkProgress<'m> {
-    monitor: &'m ProgressMonitor,
+pub(crate) struct ChunkProgress {
     counters: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>,
+    version: Arc<AtomicU64>,
+    epoch: Instant,
     bytes: u64,
 }
 
-impl ChunkProgress<'_> {
+impl ChunkProgress {
     /// `n` more bytes arrived.
     pub(crate) fn add(&mut self, n: u64) {
         if let Some((streaming, touched)) = &self.counters {
             streaming.fetch_add(n, Ordering::Relaxed);
-            let since = self.monitor.epoch.elapsed().as_millis() as u64;
+            let since = self.epoch.elapsed().as_millis() as u64;
             touched.store(since.max(1), Ordering::Relaxed);
             self.bytes += n;
-            self.monitor.bump();
+            self.version.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-impl Drop for ChunkProgress<'_> {
+impl Drop for ChunkProgress {
     fn drop(&mut self) {
         if let Some((streaming, _)) = &self.counters {
             streaming.fetch_sub(self.bytes, Ordering::Relaxed);
-            self.monitor.bump();
+            self.version.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -23,8 +23,9 @@ impl Reply {
     ///
     /// Outcomes are `200` with `{"success": true, "status": ...}` (Fine Uploader needs the
     /// `success` member); an assembled file reports only its final file name and size, never the
-    /// server's path. Errors carry `{"success": false, "error": message, "preventRetry": bool}`,
-    /// except `204 No Content`, whose body is empty.
+    /// server's path. Errors carry `{"success": false, "error": message, "preventRetry": bool}`
+    /// (the message is [`Error::client_message`]: no server path), except `204 No Content`,
+    /// whose body is empty.
     pub fn from_result(result: &Result<Outcome>) -> Reply {
         match result {
             Ok(outcome) => Reply::outcome(outcome),
@@ -74,7 +75,7 @@ impl Reply {
         } else {
             json!({
                 "success": false,
-                "error": error.to_string(),
+                "error": error.client_message(),
                 "preventRetry": !error.is_retryable(),
             })
             .to_string()

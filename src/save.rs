@@ -2,22 +2,26 @@
 //! when the upload is complete, assembles it exactly once; [`Uploads::finalize`] is the same
 //! completion for widgets that send a separate "done" request.
 
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tempfile::NamedTempFile;
+use tempfile::{NamedTempFile, TempPath};
 
 use crate::chunk::ChunkInfo;
 use crate::config::{Config, UploadInfo};
 use crate::error::{Error, IoContext, Limit, Result};
 use crate::merge::{self, Assembled};
-use crate::progress::ProgressMonitor;
+use crate::progress::{ChunkProgress, ProgressMonitor};
 use crate::quota::Quotas;
 use crate::request::{ChunkBody, ChunkRequest};
 use crate::store::ledger::Tally;
 use crate::store::local::now_ms;
-use crate::store::{LocalStore, Meta, StageResult, UploadDir};
+use crate::store::{LocalStore, Meta, StagedChunk, UploadDir};
+
+/// Buffer a streamed body is read through.
+const COPY_BUFFER: usize = 64 * 1024;
 
 /// Room allowed above the max chunk size for a request body's multipart framing and
 /// parameter fields (64 KiB).
@@ -49,6 +53,105 @@ pub enum Outcome {
         /// Whether this request did the assembly (`false`: it had been done before).
         fresh: bool,
     },
+}
+
+/// What [`Uploads::begin`] found.
+#[derive(Debug)]
+pub enum Begun {
+    /// The request is answered without a body: a test request, or a chunk of an upload
+    /// assembled already.
+    Done(Outcome),
+    /// An upload whose chunk is to be written to this, then finished.
+    Receiving(IncomingChunk),
+}
+
+/// A chunk being received: its bytes go straight into a staging file of its upload (counted
+/// by the progress monitor as they arrive); [`finish`](Self::finish) publishes it. Dropped
+/// unfinished, it leaves nothing behind.
+#[derive(Debug)]
+pub struct IncomingChunk {
+    uploads: Uploads,
+    upload: UploadDir,
+    info: ChunkInfo,
+    scope: String,
+    declared: Option<u64>,
+    max: u64,
+    file_cap: Option<u64>,
+    staging: Option<NamedTempFile>,
+    len: u64,
+    progress: ChunkProgress,
+}
+
+impl IncomingChunk {
+    /// The chunk as parsed from its request.
+    pub fn info(&self) -> &ChunkInfo {
+        &self.info
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends the next bytes of the body. Blocking, but brief: a write to the staging file.
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] or [`Error::TooLarge`] once the body is longer than declared or
+    /// allowed (stop sending it; the chunk is discarded when dropped), [`Error::Io`] when the
+    /// staging file cannot be written (507 when the disk is full).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let len = self.len.saturating_add(bytes.len() as u64);
+        if len > self.max {
+            let limits = &self.uploads.inner.config.limits;
+            return Err(match (self.declared, self.file_cap) {
+                (None, Some(limit)) => Error::TooLarge {
+                    limit_kind: Limit::FileSize,
+                    value: len,
+                    limit,
+                },
+                _ => body_too_long(self.declared, len, limits.max_chunk_size),
+            });
+        }
+        let file = match &mut self.staging {
+            Some(file) => file,
+            None => self.staging.insert(self.upload.staging_file()?),
+        };
+        file.write_all(bytes)
+            .ctx("write chunk staging file", file.path())?;
+        self.len = len;
+        self.progress.add(bytes.len() as u64);
+        Ok(())
+    }
+
+    /// The body is complete: checks its length, publishes the chunk and, when it completes the
+    /// upload, assembles the file. Blocking (an assembly copies the whole file).
+    ///
+    /// # Errors
+    /// As [`Uploads::save`].
+    pub fn finish(mut self) -> Result<Outcome> {
+        let file = match self.staging.take() {
+            Some(file) => file,
+            None => self.upload.staging_file()?,
+        };
+        let sync = self.uploads.inner.config.sync_chunks;
+        let staged = StagedChunk::new(file, self.len, sync)?;
+        let uploads = self.uploads.clone();
+        uploads.publish(self, staged)
+    }
+
+    /// Finishes with a body already on disk instead of written bytes (a rename when it is on
+    /// the temp dir's filesystem).
+    fn finish_with_file(self, body: TempPath) -> Result<Outcome> {
+        let sync = self.uploads.inner.config.sync_chunks;
+        let staged = self.upload.stage_file(body, sync)?;
+        let uploads = self.uploads.clone();
+        uploads.publish(self, staged)
+    }
 }
 
 /// Handles upload requests against one [`Config`]. Cheap to clone; share one per application.
@@ -182,13 +285,52 @@ impl Uploads {
     /// [`Error::GeometryMismatch`], [`Error::Conflict`], [`Error::Busy`], [`Error::Io`]; see
     /// [`Error::status`] for the HTTP status of each.
     pub fn save(&self, request: &mut dyn ChunkRequest) -> Result<Outcome> {
+        let mut chunk = match self.begin(request)? {
+            Begun::Done(outcome) => return Ok(outcome),
+            Begun::Receiving(chunk) => chunk,
+        };
+        let body = request.take_body().ok_or_else(|| {
+            Error::bad(
+                "body",
+                "missing: the request carries no chunk bytes (no file part and no raw body)",
+            )
+        })?;
+        match body {
+            ChunkBody::Stream(mut reader) => {
+                let mut buf = vec![0u8; COPY_BUFFER];
+                loop {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(Error::bad("body", format!("could not be read: {e}")));
+                        }
+                    };
+                    chunk.write(&buf[..n])?;
+                }
+                chunk.finish()
+            }
+            ChunkBody::File(path) => chunk.finish_with_file(path),
+        }
+    }
+
+    /// The first half of [`save`](Self::save), for servers that receive bodies asynchronously:
+    /// parses and validates the request, answers a test request, and for an upload starts it
+    /// (or checks the chunk against it) and returns an [`IncomingChunk`] to write the body to
+    /// as it arrives, then [`finish`](IncomingChunk::finish). No thread need wait on the network
+    /// in between: call `begin`, each `write` and `finish` from a thread that may block, for
+    /// the short time they take.
+    ///
+    /// # Errors
+    /// As [`save`](Self::save), for everything that can be decided before the body.
+    pub fn begin(&self, request: &mut dyn ChunkRequest) -> Result<Begun> {
         let info = self.chunk_info(request)?;
         let upload = self.upload_dir(request.scope(), &info.identifier)?;
         if info.is_test {
-            self.test(&upload, &info)
-        } else {
-            self.receive(request, &upload, &info)
+            return self.test(&upload, &info).map(Begun::Done);
         }
+        self.begin_upload(request.scope(), upload, info)
     }
 
     /// Parses and validates a request without touching storage: the checks [`save`](Self::save)
@@ -329,42 +471,36 @@ impl Uploads {
         })
     }
 
-    fn receive(
-        &self,
-        request: &mut dyn ChunkRequest,
-        upload: &UploadDir,
-        info: &ChunkInfo,
-    ) -> Result<Outcome> {
+    /// Everything an upload request needs before its body: the upload started (or the chunk
+    /// checked against it), quotas, progress.
+    fn begin_upload(&self, scope: &str, upload: UploadDir, info: ChunkInfo) -> Result<Begun> {
         let config = &self.inner.config;
         let limits = &config.limits;
-
         let (store, progress, quotas) =
             (&self.inner.store, &self.inner.progress, &self.inner.quotas);
-        let scope = request.scope().to_owned();
         let declared = info.body_size();
 
-        // 1. Start the upload, or check the chunk agrees with it, before reading the body.
         if info.in_order && info.index == 0 {
             // A first chunk that can only mean a new upload under the same key (Plupload keys
             // uploads by file name): forget what is stored, assembled or not.
             let _lock = upload.lock(config.lock_timeout)?;
             if upload.meta()?.is_some() {
-                merge::recover(upload, config)?;
+                merge::recover(&upload, config)?;
                 upload.reset(&store.ledgers)?;
                 self.forget(&upload.key);
             }
         }
-        quotas.check(store, limits, &scope, &upload.key, declared.unwrap_or(0))?;
+        quotas.check(store, limits, scope, &upload.key, declared.unwrap_or(0))?;
         let meta = match upload.meta()? {
             Some(meta) => meta,
             None => {
                 let _lock = upload.lock(config.lock_timeout)?;
-                self.start(upload, info, &scope)?
+                self.start(&upload, &info, scope)?
             }
         };
-        check_geometry(&meta.upload, info)?;
-        if let Some(done) = self.already_assembled(upload, &meta)? {
-            return Ok(done);
+        check_geometry(&meta.upload, &info)?;
+        if let Some(done) = self.already_assembled(&upload, &meta)? {
+            return Ok(Begun::Done(done));
         }
         let ledgers = &store.ledgers;
         if progress.wants(&upload.key, &meta.upload) {
@@ -372,43 +508,42 @@ impl Uploads {
             let stored = upload.tally(ledgers, meta.upload.total_chunks)?.bytes;
             progress.observe(&upload.key, &meta.upload, stored);
         }
-        let mut chunk_progress = progress.chunk(&upload.key, ledgers.has(&upload.key, info.index));
-
-        // 2. Stream the body into a staging file.
-        let body = request.take_body().ok_or_else(|| {
-            Error::bad(
-                "body",
-                "missing: the request carries no chunk bytes (no file part and no raw body)",
-            )
-        })?;
+        let chunk_progress = progress.chunk(&upload.key, ledgers.has(&upload.key, info.index));
         // Without a declared size, a body may be as long as a chunk may be, and no longer than
         // a file may be when the chunk is the whole file.
         let file_cap = limits
             .max_file_size
             .filter(|&f| meta.upload.total_chunks == 1 && f < limits.max_chunk_size);
         let max = declared.unwrap_or(file_cap.unwrap_or(limits.max_chunk_size));
-        let staged = match body {
-            ChunkBody::Stream(mut reader) => {
-                let mut count = |n| chunk_progress.add(n);
-                match upload.stage_stream(&mut reader, max, config.sync_chunks, &mut count)? {
-                    StageResult::Staged(staged) => staged,
-                    StageResult::TooLong(n) => {
-                        return Err(match (declared, file_cap) {
-                            (None, Some(limit)) => Error::TooLarge {
-                                limit_kind: Limit::FileSize,
-                                value: n,
-                                limit,
-                            },
-                            _ => body_too_long(declared, n, limits.max_chunk_size),
-                        });
-                    }
-                    StageResult::ReadFailed(e) => {
-                        return Err(Error::bad("body", format!("could not be read: {e}")));
-                    }
-                }
-            }
-            ChunkBody::File(path) => upload.stage_file(path, config.sync_chunks)?,
-        };
+        Ok(Begun::Receiving(IncomingChunk {
+            uploads: self.clone(),
+            upload,
+            info,
+            scope: scope.to_owned(),
+            declared,
+            max,
+            file_cap,
+            staging: None,
+            len: 0,
+            progress: chunk_progress,
+        }))
+    }
+
+    /// Publishes a staged chunk (checked against what was declared), and assembles the file if
+    /// that completes it.
+    fn publish(&self, chunk: IncomingChunk, staged: StagedChunk) -> Result<Outcome> {
+        let config = &self.inner.config;
+        let limits = &config.limits;
+        let (store, progress, quotas) =
+            (&self.inner.store, &self.inner.progress, &self.inner.quotas);
+        let IncomingChunk {
+            upload,
+            info,
+            scope,
+            declared,
+            progress: chunk_progress,
+            ..
+        } = chunk;
         match declared {
             Some(expected) if staged.len != expected => {
                 return Err(if staged.len > expected {
@@ -426,17 +561,17 @@ impl Uploads {
             _ => {}
         }
 
-        // 3. Publish it, and assemble if that completes the file.
         let _lock = upload.lock(config.lock_timeout)?;
         let meta = match upload.meta()? {
             Some(meta) => meta,
             // Swept while the body streamed in (it was idle past the expiry): start again.
-            None => self.start(upload, info, &scope)?,
+            None => self.start(&upload, &info, &scope)?,
         };
-        check_geometry(&meta.upload, info)?;
-        if let Some(done) = self.already_assembled(upload, &meta)? {
+        check_geometry(&meta.upload, &info)?;
+        if let Some(done) = self.already_assembled(&upload, &meta)? {
             return Ok(done);
         }
+        let ledgers = &store.ledgers;
         if meta.upload.total_size.is_none()
             && let Some(max) = limits.max_file_size
         {
@@ -457,7 +592,7 @@ impl Uploads {
         quotas.set(store, limits, &scope, &upload.key, tally.bytes);
         let mut tally = tally;
         if is_complete(tally, &meta.upload) {
-            if let Some(file) = self.assemble(upload, &meta)? {
+            if let Some(file) = self.assemble(&upload, &meta)? {
                 return Ok(Outcome::Assembled { file, fresh: true });
             }
             // The chunks disagreed with the ledger, which was rebuilt: report what it says now.

@@ -1,31 +1,35 @@
-//! What the adapters share, and nothing framework-specific: the bounded channel that turns an
-//! async body into the blocking [`Read`] the core consumes, and the [`Collector`] that gathers a
-//! request's parameters and body and makes the one `save` or `finalize` call.
+//! What the adapters share, and nothing framework-specific: the [`Collector`] that gathers a
+//! request's parameters and body and makes the core's calls, and the pump that writes an async
+//! body to disk in batches on blocking threads, so that no thread ever waits on the network
+//! (a client that stalls mid-body costs a file descriptor and a little memory, not a thread).
 //!
 //! An adapter translates its request into [`Collector::begin`], feeds it the form fields and
 //! parts it parses (with its framework's multipart parser), and answers with
 //! [`Reply`](crate::Reply).
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Write};
+use std::path::Path;
 use std::pin::pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use tempfile::TempPath;
-use tokio::sync::mpsc;
+use tempfile::{NamedTempFile, TempPath};
 
 use crate::{
-    ChunkBody, Error, FORM_OVERHEAD, Limit, MAX_PARAM_LEN, Outcome, Params, RawRequest,
-    RequestKind, Result, Uploads,
+    Begun, ChunkBody, Error, FORM_OVERHEAD, IncomingChunk, Limit, MAX_PARAM_LEN, Outcome, Params,
+    RawRequest, RequestKind, Result, Uploads,
 };
 
 /// Most form fields one request may carry (widgets send about ten).
 const MAX_FIELDS: usize = 256;
-/// Body pieces buffered between the async side and the blocking side. With frames of at most a
-/// few hundred KiB this bounds the memory one request holds, whatever the chunk size.
-const PIPE_DEPTH: usize = 4;
+/// Bytes gathered from the body before they are written in one go on a blocking thread. One
+/// batch is written while the next is read, so a request holds at most about two batches of
+/// memory, whatever the chunk size.
+const BATCH: usize = 128 * 1024;
+/// How long a body may send nothing before the request is abandoned.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The error for a request body over [`Uploads::max_request_body`] (found while reading it).
 pub(crate) fn too_large(value: u64, limit: u64) -> Error {
@@ -249,11 +253,11 @@ impl Collector {
             request.set_body(ChunkBody::File(path));
         }
         let temp_dir = uploads.temp_dir().to_owned();
-        let task = tokio::task::spawn_blocking(move || match purpose {
+        blocking(&temp_dir, move || match purpose {
             Purpose::Save => uploads.save(&mut request),
             Purpose::Finalize => uploads.finalize_request(&request),
-        });
-        joined(task.await, &temp_dir)
+        })
+        .await
     }
 
     fn count(&mut self, bytes: usize) -> Result<()> {
@@ -284,7 +288,8 @@ impl Collector {
         self.request.params_mut().insert_bytes(name, value)
     }
 
-    /// Runs `save` on a blocking thread while the body flows to it through the pipe.
+    /// Starts the upload in the core, writes the body to its chunk as it arrives, then finishes
+    /// it; each step on a blocking thread, none while waiting for the network.
     async fn stream_into_save<S>(&mut self, body: S) -> Result<Outcome>
     where
         S: Stream<Item = Result<Bytes>>,
@@ -293,18 +298,15 @@ impl Collector {
             &mut self.request,
             RawRequest::new(RequestKind::Upload, Params::new()),
         );
-        let (writer, reader) = pipe();
-        request.set_body(ChunkBody::Stream(Box::new(reader)));
         let uploads = self.uploads.clone();
         let temp_dir = uploads.temp_dir().to_owned();
-        let task = tokio::task::spawn_blocking(move || uploads.save(&mut request));
-        let fed = feed(writer, body, &mut self.received, self.limit).await;
-        match (joined(task.await, &temp_dir), fed) {
-            (Ok(outcome), _) => Ok(outcome),
-            // The body failed while the core was reading it: that is the cause.
-            (Err(_), Err(cause)) => Err(cause),
-            (Err(e), Ok(())) => Err(e),
-        }
+        let begun = blocking(&temp_dir, move || uploads.begin(&mut request)).await?;
+        let chunk = match begun {
+            Begun::Done(outcome) => return Ok(outcome),
+            Begun::Receiving(chunk) => chunk,
+        };
+        let chunk = pump(chunk, body, &mut self.received, self.limit, &temp_dir).await?;
+        blocking(&temp_dir, move || chunk.finish()).await
     }
 
     /// Streams a file part that came before its parameters into a staging file in the temp dir.
@@ -314,19 +316,88 @@ impl Collector {
     {
         let uploads = self.uploads.clone();
         let temp_dir = uploads.temp_dir().to_owned();
-        let (writer, mut reader) = pipe();
-        let task = tokio::task::spawn_blocking(move || -> Result<TempPath> {
-            let mut file = uploads.incoming_file()?;
-            io::copy(&mut reader, file.as_file_mut())
-                .map_err(|e| Error::io("write the request body to", file.path(), e))?;
-            Ok(file.into_temp_path())
-        });
-        let fed = feed(writer, part, &mut self.received, self.limit).await;
-        let staged = joined(task.await, &temp_dir);
-        fed?;
-        self.staged = Some(staged?);
+        let file = blocking(&temp_dir, move || uploads.incoming_file()).await?;
+        let file = pump(file, part, &mut self.received, self.limit, &temp_dir).await?;
+        self.staged = Some(file.into_temp_path());
         Ok(())
     }
+}
+
+/// Where [`pump`] writes: a chunk being received, or a staging file.
+trait Sink: Send + 'static {
+    fn put(&mut self, bytes: &[u8]) -> Result<()>;
+}
+
+impl Sink for IncomingChunk {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.write(bytes)
+    }
+}
+
+impl Sink for NamedTempFile {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.write_all(bytes)
+            .map_err(|e| Error::io("write the request body to", self.path(), e))
+    }
+}
+
+/// Writes `body` to `sink` in batches of [`BATCH`] bytes on blocking threads, one batch written
+/// while the next is read, counting bytes against `limit`. A body that sends nothing for
+/// [`BODY_IDLE_TIMEOUT`] is abandoned. Returns the sink once the body has ended.
+async fn pump<T, S>(sink: T, body: S, received: &mut u64, limit: u64, temp_dir: &Path) -> Result<T>
+where
+    T: Sink,
+    S: Stream<Item = Result<Bytes>>,
+{
+    let mut body = pin!(body);
+    let mut idle = Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT));
+    let mut batch = BytesMut::new();
+    let mut sink = Some(sink);
+    let mut writing: Option<tokio::task::JoinHandle<Result<T>>> = None;
+    loop {
+        let piece = tokio::select! {
+            piece = body.next() => piece,
+            () = &mut idle => return Err(Error::BodyTimeout {
+                idle_secs: BODY_IDLE_TIMEOUT.as_secs(),
+            }),
+        };
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + BODY_IDLE_TIMEOUT);
+        let ended = piece.is_none();
+        if let Some(piece) = piece {
+            let piece = piece?;
+            *received = received.saturating_add(piece.len() as u64);
+            if *received > limit {
+                return Err(too_large(*received, limit));
+            }
+            batch.extend_from_slice(&piece);
+        }
+        if batch.len() >= BATCH || (ended && !batch.is_empty()) {
+            let bytes = batch.split().freeze();
+            let mut target = match writing.take() {
+                Some(task) => joined(task.await, temp_dir)?,
+                None => sink.take().expect("the sink is here when no write is"),
+            };
+            writing = Some(tokio::task::spawn_blocking(move || {
+                target.put(&bytes)?;
+                Ok(target)
+            }));
+        }
+        if ended {
+            return match writing {
+                Some(task) => joined(task.await, temp_dir),
+                None => Ok(sink.expect("the sink is here when no write is")),
+            };
+        }
+    }
+}
+
+/// Runs `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    temp_dir: &Path,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    joined(tokio::task::spawn_blocking(f).await, temp_dir)
 }
 
 /// Whether the error is about a parameter the form has not sent (yet): a file part that
@@ -338,7 +409,7 @@ fn may_still_arrive(error: &Error, params: &Params) -> bool {
 /// The result of a blocking task; a panic in it becomes a 500.
 fn joined<T>(
     result: std::result::Result<Result<T>, tokio::task::JoinError>,
-    temp_dir: &std::path::Path,
+    temp_dir: &Path,
 ) -> Result<T> {
     result.unwrap_or_else(|e| {
         Err(Error::io(
@@ -347,115 +418,6 @@ fn joined<T>(
             io::Error::other(format!("the request's blocking task failed: {e}")),
         ))
     })
-}
-
-/// Sends `body` through the pipe, counting bytes against `limit`. Returns the body's own error
-/// (or [`Error::TooLarge`]) if it fails; stops quietly when the reader is gone (the core has
-/// stopped reading, and its result says why).
-async fn feed<S>(writer: PipeWriter, body: S, received: &mut u64, limit: u64) -> Result<()>
-where
-    S: Stream<Item = Result<Bytes>>,
-{
-    let mut body = pin!(body);
-    while let Some(piece) = body.next().await {
-        let piece = match piece {
-            Ok(piece) => piece,
-            Err(e) => {
-                writer.fail(io::Error::other(e.to_string())).await;
-                return Err(e);
-            }
-        };
-        *received = received.saturating_add(piece.len() as u64);
-        if *received > limit {
-            writer
-                .fail(io::Error::other("the request body is over the limit"))
-                .await;
-            return Err(too_large(*received, limit));
-        }
-        if !writer.send(piece).await {
-            return Ok(());
-        }
-    }
-    writer.end().await;
-    Ok(())
-}
-
-enum Message {
-    Data(Bytes),
-    End,
-    Fail(io::Error),
-}
-
-/// A bounded channel from the async side (the framework's body) to a blocking [`Read`].
-fn pipe() -> (PipeWriter, PipeReader) {
-    let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-    (
-        PipeWriter { tx },
-        PipeReader {
-            rx,
-            current: Bytes::new(),
-            ended: false,
-        },
-    )
-}
-
-struct PipeWriter {
-    tx: mpsc::Sender<Message>,
-}
-
-impl PipeWriter {
-    /// Sends a piece; `false` when the reader is gone.
-    async fn send(&self, piece: Bytes) -> bool {
-        piece.is_empty() || self.tx.send(Message::Data(piece)).await.is_ok()
-    }
-
-    /// The body is complete.
-    async fn end(self) {
-        let _ = self.tx.send(Message::End).await;
-    }
-
-    /// The body failed: the reader's next read fails with `err`.
-    async fn fail(self, err: io::Error) {
-        let _ = self.tx.send(Message::Fail(err)).await;
-    }
-}
-
-/// The blocking end of [`pipe`]. A writer that goes away without [`PipeWriter::end`] (a request
-/// dropped mid-body) is an error, never a short body taken for a whole one.
-struct PipeReader {
-    rx: mpsc::Receiver<Message>,
-    current: Bytes,
-    ended: bool,
-}
-
-impl Read for PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            if !self.current.is_empty() {
-                let n = buf.len().min(self.current.len());
-                buf[..n].copy_from_slice(&self.current[..n]);
-                self.current.advance(n);
-                return Ok(n);
-            }
-            if self.ended {
-                return Ok(0);
-            }
-            match self.rx.blocking_recv() {
-                Some(Message::Data(piece)) => self.current = piece,
-                Some(Message::End) => self.ended = true,
-                Some(Message::Fail(err)) => return Err(err),
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the request body was cut off",
-                    ));
-                }
-            }
-        }
-    }
 }
 
 /// Logs the end of a request: `info` for an assembled file, `warn` for a refused request,
@@ -487,53 +449,85 @@ mod tests {
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap()
     }
 
-    fn read_all(mut reader: PipeReader) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        reader.read_to_end(&mut out)?;
-        Ok(out)
+    /// A sink that records what it was given.
+    struct Recorder(Vec<u8>);
+
+    impl Sink for Recorder {
+        fn put(&mut self, bytes: &[u8]) -> Result<()> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    fn pieces(sizes: &[usize]) -> impl Stream<Item = Result<Bytes>> {
+        let mut n = 0u8;
+        let pieces: Vec<Result<Bytes>> = sizes
+            .iter()
+            .map(|&size| {
+                n = n.wrapping_add(1);
+                Ok(Bytes::from(vec![n; size]))
+            })
+            .collect();
+        futures_util::stream::iter(pieces)
     }
 
     #[test]
-    fn pipe_carries_the_body_then_ends() {
+    fn pump_writes_every_byte_in_order() {
         runtime().block_on(async {
-            let (writer, reader) = pipe();
-            let reading = tokio::task::spawn_blocking(move || read_all(reader));
-            for piece in [&b"he"[..], b"", b"llo", b" world"] {
-                assert!(writer.send(Bytes::from_static(piece)).await);
+            let sizes = [0, 1, 5000, BATCH, 3, BATCH * 2 + 7, 10];
+            let mut received = 0;
+            let dir = Path::new(".");
+            let sink = pump(
+                Recorder(Vec::new()),
+                pieces(&sizes),
+                &mut received,
+                u64::MAX,
+                dir,
+            )
+            .await
+            .unwrap();
+            let mut expected = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                expected.extend(std::iter::repeat_n((i + 1) as u8, *size));
             }
-            writer.end().await;
-            assert_eq!(reading.await.unwrap().unwrap(), b"hello world");
+            assert_eq!(received, expected.len() as u64);
+            assert!(sink.0 == expected);
         });
     }
 
     #[test]
-    fn pipe_reports_failure_and_cut_off_bodies() {
+    fn pump_stops_at_the_limit_and_on_a_broken_body() {
         runtime().block_on(async {
-            let (writer, reader) = pipe();
-            let reading = tokio::task::spawn_blocking(move || read_all(reader));
-            assert!(writer.send(Bytes::from_static(b"abc")).await);
-            writer.fail(io::Error::other("boom")).await;
-            assert_eq!(reading.await.unwrap().unwrap_err().to_string(), "boom");
-
-            let (writer, reader) = pipe();
-            let reading = tokio::task::spawn_blocking(move || read_all(reader));
-            assert!(writer.send(Bytes::from_static(b"abc")).await);
-            drop(writer);
-            let err = reading.await.unwrap().unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        });
-    }
-
-    #[test]
-    fn writer_notices_a_reader_that_stopped() {
-        runtime().block_on(async {
-            let (writer, reader) = pipe();
-            drop(reader);
-            assert!(!writer.send(Bytes::from_static(b"abc")).await);
+            let mut received = 0;
+            let dir = Path::new(".");
+            let over = pump(
+                Recorder(Vec::new()),
+                pieces(&[10, 10]),
+                &mut received,
+                15,
+                dir,
+            )
+            .await;
+            assert!(matches!(
+                over,
+                Err(Error::TooLarge {
+                    value: 20,
+                    limit: 15,
+                    ..
+                })
+            ));
+            let broken = futures_util::stream::iter(vec![
+                Ok(Bytes::from_static(b"abc")),
+                Err(unreadable("connection reset")),
+            ]);
+            let mut received = 0;
+            let cut = pump(Recorder(Vec::new()), broken, &mut received, u64::MAX, dir).await;
+            assert!(matches!(cut, Err(Error::BadRequest { field, .. }) if field == "body"));
         });
     }
 

@@ -1,7 +1,7 @@
 //! The local-filesystem store: one directory per upload under the temp dir.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,9 +15,6 @@ use crate::error::{Error, IoContext, Result};
 /// Name of the folder (inside the temp dir) where adapters stage bodies that arrive before the
 /// parameters that say which upload they belong to.
 pub(crate) const INCOMING_DIR: &str = ".incoming";
-
-/// Buffer used to stream a chunk body to disk.
-const COPY_BUFFER: usize = 64 * 1024;
 
 /// The filesystem store rooted at the temp dir.
 #[derive(Debug)]
@@ -288,42 +285,12 @@ impl UploadDir {
         Ok(())
     }
 
-    /// Streams `reader` into a new staging file of this upload, accepting at most `max` bytes.
-    /// `progress` is told of every block written.
-    pub(crate) fn stage_stream(
-        &self,
-        reader: &mut dyn Read,
-        max: u64,
-        sync: bool,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<StageResult> {
+    /// A new, locked staging file for a chunk of this upload; the chunk's bytes are written to
+    /// it, then [`StagedChunk::new`] makes it ready to publish.
+    pub(crate) fn staging_file(&self) -> Result<NamedTempFile> {
         let dir = self.staging_dir();
         fs::create_dir_all(&dir).ctx("create staging folder", &dir)?;
-        let mut file = staging_file(&dir)?;
-        let mut buf = vec![0u8; COPY_BUFFER];
-        let mut len: u64 = 0;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Ok(StageResult::ReadFailed(e)),
-            };
-            len += n as u64;
-            if len > max {
-                return Ok(StageResult::TooLong(len));
-            }
-            file.write_all(&buf[..n])
-                .ctx("write chunk staging file", file.path())?;
-            progress(n as u64);
-        }
-        if sync {
-            file.as_file()
-                .sync_data()
-                .ctx("sync chunk staging file", file.path())?;
-        }
-        let (guard, path) = file.into_parts();
-        Ok(StageResult::Staged(StagedChunk { path, guard, len }))
+        staging_file(&dir)
     }
 
     /// Moves a body already on disk into this upload's staging folder (a rename, or a copy when
@@ -370,14 +337,17 @@ pub(crate) struct StagedChunk {
     pub(crate) len: u64,
 }
 
-/// How streaming a body to its staging file ended.
-#[derive(Debug)]
-pub(crate) enum StageResult {
-    Staged(StagedChunk),
-    /// The body had more bytes than allowed (count read so far).
-    TooLong(u64),
-    /// Reading the body failed (client gone, say).
-    ReadFailed(io::Error),
+impl StagedChunk {
+    /// A staging file holding `len` bytes, synced first when `sync`.
+    pub(crate) fn new(file: NamedTempFile, len: u64, sync: bool) -> Result<StagedChunk> {
+        if sync {
+            file.as_file()
+                .sync_data()
+                .ctx("sync chunk staging file", file.path())?;
+        }
+        let (guard, path) = file.into_parts();
+        Ok(StagedChunk { path, guard, len })
+    }
 }
 
 /// The held lock of one upload; released on drop.
@@ -506,12 +476,9 @@ mod tests {
         let (_dir, store) = store();
         let up = store.upload("k");
         let _lock = up.lock(Duration::from_secs(1)).unwrap();
-        let mut body: &[u8] = b"0123456789";
-        let StageResult::Staged(staged) =
-            up.stage_stream(&mut body, 100, false, &mut |_| {}).unwrap()
-        else {
-            panic!("not staged");
-        };
+        let mut file = up.staging_file().unwrap();
+        file.write_all(b"0123456789").unwrap();
+        let staged = StagedChunk::new(file, 10, false).unwrap();
         assert_eq!(up.chunk_len(0).unwrap(), None, "staged is not present");
         let tally = up.publish_chunk(&store.ledgers, 1, 0, staged).unwrap();
         assert_eq!(
@@ -526,13 +493,12 @@ mod tests {
     }
 
     #[test]
-    fn overlong_body_is_cut_off() {
+    fn a_dropped_staging_file_leaves_nothing() {
         let (_dir, store) = store();
         let up = store.upload("k");
-        let mut body: &[u8] = &[7u8; 1000];
-        let r = up.stage_stream(&mut body, 10, false, &mut |_| {}).unwrap();
-        assert!(matches!(r, StageResult::TooLong(n) if n > 10));
-        // the staging file is gone with the result
+        let mut file = up.staging_file().unwrap();
+        file.write_all(&[7u8; 1000]).unwrap();
+        drop(file);
         assert_eq!(fs::read_dir(up.staging_dir()).unwrap().count(), 0);
     }
 

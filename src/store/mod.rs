@@ -19,4 +19,4 @@
 pub(crate) mod ledger;
 pub(crate) mod local;
 
-pub(crate) use local::{LocalStore, Meta, StageResult, UploadDir};
+pub(crate) use local::{LocalStore, Meta, StagedChunk, UploadDir};
