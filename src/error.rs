@@ -327,10 +327,20 @@ mod tests {
             "/srv/secret/chunks/x",
             io::ErrorKind::PermissionDenied.into(),
         );
-        assert!(e.to_string().contains("/srv/secret"), "the log keeps the path");
-        assert!(!e.client_message().contains("/srv"), "{}", e.client_message());
+        assert!(
+            e.to_string().contains("/srv/secret"),
+            "the log keeps the path"
+        );
+        assert!(
+            !e.client_message().contains("/srv"),
+            "{}",
+            e.client_message()
+        );
         let full = Error::io("write", "/srv/x", io::ErrorKind::StorageFull.into());
-        assert_eq!(full.client_message(), "the server's storage is full; retry later");
+        assert_eq!(
+            full.client_message(),
+            "the server's storage is full; retry later"
+        );
         let bad = Error::bad("flowChunkNumber", "0 is out of range 1..=3");
         assert_eq!(bad.client_message(), bad.to_string());
     }

@@ -118,10 +118,10 @@ pub use dialect::{Dialect, Dialects, Dropzone, FineUploader, Flow, Plupload, Res
 pub use error::{Error, Limit, Result};
 pub use expiry::SweepReport;
 pub use merge::Assembled;
+pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
 pub use request::{ChunkBody, ChunkRequest, MAX_PARAM_LEN, Params, RawRequest, RequestKind};
 pub use response::Reply;
 pub use sanitize::{sanitize_filename, sanitize_relative_path};
-pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
 pub use save::{Begun, FORM_OVERHEAD, IncomingChunk, Outcome, Uploads};
 
 /// The README's examples, compiled as doctests (they use every adapter).

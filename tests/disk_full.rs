@@ -210,7 +210,11 @@ fn a_full_tmpfs_answers_507_and_the_uploads_resume_once_it_grows() {
     }
     let answer = flow_post(server.addr, &session, &fits, last, Body::Multipart);
     assert_eq!(answer.status, 507, "{answer}");
-    assert_eq!(answer.error(), "the server's storage is full; retry later", "{answer}");
+    assert_eq!(
+        answer.error(),
+        "the server's storage is full; retry later",
+        "{answer}"
+    );
     assert_no_destination(&dir, "after the assembly ran out of space");
 
     // A 2 MiB chunk in what is left.

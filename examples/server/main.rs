@@ -119,10 +119,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
         )
         // GET|POST /upload (test, chunk) and POST /upload/done (finalize).
-        .nest("/upload", adapter::axum::router(uploads.clone(), session_scope))
+        .nest(
+            "/upload",
+            adapter::axum::router(uploads.clone(), session_scope),
+        )
         .route("/files", get(move || list_files(files_dir.clone())))
         // GET /progress (JSON), /progress/events (server-sent events), /progress/{identifier}.
-        .nest("/progress", adapter::axum::progress_router(uploads, session_scope))
+        .nest(
+            "/progress",
+            adapter::axum::progress_router(uploads, session_scope),
+        )
         .layer(middleware::from_fn(session));
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;

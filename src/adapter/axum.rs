@@ -169,7 +169,11 @@ where
         let scope = (state.scope)(&parts);
         response(Reply::progress(&state.uploads, &scope, None))
     }
-    async fn one(State(state): State<UploadState>, Path(id): Path<String>, parts: Parts) -> Response {
+    async fn one(
+        State(state): State<UploadState>,
+        Path(id): Path<String>,
+        parts: Parts,
+    ) -> Response {
         let scope = (state.scope)(&parts);
         response(Reply::progress(&state.uploads, &scope, Some(&id)))
     }
@@ -204,23 +208,30 @@ fn progress_events(
     let mut ticker = tokio::time::interval(PROGRESS_POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let state = (uploads, scope, ProgressCursor::new(), ticker, 0u32);
-    stream::unfold(state, |(uploads, scope, mut cursor, mut ticker, idle)| async move {
-        ticker.tick().await;
-        let changes = uploads.progress().changes(&scope, &mut cursor);
-        let (events, idle): (Vec<Event>, u32) = if !changes.is_empty() {
-            let events = changes
-                .iter()
-                .map(|p| Event::default().event("progress").data(Reply::progress_event(p)))
-                .collect();
-            (events, 0)
-        } else if idle + 1 >= KEEP_ALIVE_POLLS {
-            (vec![Event::default().comment("keep-alive")], 0)
-        } else {
-            (Vec::new(), idle + 1)
-        };
-        let batch = stream::iter(events.into_iter().map(Ok));
-        Some((batch, (uploads, scope, cursor, ticker, idle)))
-    })
+    stream::unfold(
+        state,
+        |(uploads, scope, mut cursor, mut ticker, idle)| async move {
+            ticker.tick().await;
+            let changes = uploads.progress().changes(&scope, &mut cursor);
+            let (events, idle): (Vec<Event>, u32) = if !changes.is_empty() {
+                let events = changes
+                    .iter()
+                    .map(|p| {
+                        Event::default()
+                            .event("progress")
+                            .data(Reply::progress_event(p))
+                    })
+                    .collect();
+                (events, 0)
+            } else if idle + 1 >= KEEP_ALIVE_POLLS {
+                (vec![Event::default().comment("keep-alive")], 0)
+            } else {
+                (Vec::new(), idle + 1)
+            };
+            let batch = stream::iter(events.into_iter().map(Ok));
+            Some((batch, (uploads, scope, cursor, ticker, idle)))
+        },
+    )
     .flatten()
 }
 

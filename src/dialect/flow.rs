@@ -304,7 +304,10 @@ mod tests {
         assert_eq!(d.file_field(), "ns_file");
         let info = d.parse(&req).unwrap();
         assert_eq!((info.index, info.total_chunks, info.is_test), (1, 2, true));
-        assert_eq!(info.relative_path, "ab", "relative path defaults to the name");
+        assert_eq!(
+            info.relative_path, "ab",
+            "relative path defaults to the name"
+        );
         assert!(!Resumable::new().detect(&req));
     }
 
@@ -352,7 +355,10 @@ mod tests {
             ],
         );
         let info = Flow::new().parse(&req).unwrap();
-        assert_eq!((info.index, info.total_chunks, info.chunk_number()), (0, 1, 1));
+        assert_eq!(
+            (info.index, info.total_chunks, info.chunk_number()),
+            (0, 1, 1)
+        );
         assert_eq!(info.total_size, None);
         assert_eq!(info.filename, "prettify.js");
         assert_eq!(info.relative_path, "home/prettify.js");
