@@ -5,8 +5,10 @@
 //! The example binary is the one cargo built next to this test (`cargo test` builds examples);
 //! when it is missing (a `cargo test --test example_server` run), it is built first.
 
+mod common;
+mod server_support;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,32 +16,6 @@ use reqwest::blocking::{Client, Response, multipart};
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 
 const CHUNK: usize = 64 * 1024;
-
-/// The example binary, built if needed.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/example_server-<hash> -> target/<profile>/examples/server
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the profile dir");
-    let binary = profile_dir.join("examples").join("server");
-    if !binary.exists() {
-        let target_dir = profile_dir.parent().expect("the target dir");
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args(["build", "--example", "server", "--features", "axum"])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --example server failed");
-    }
-    binary
-}
 
 /// The server process; killed when dropped (a failing test leaves nothing behind).
 struct Server {
@@ -49,7 +25,7 @@ struct Server {
 
 impl Server {
     fn start(dir: &std::path::Path) -> Server {
-        let mut child = Command::new(example_binary())
+        let mut child = Command::new(server_support::example_binary())
             .args(["--addr", "127.0.0.1:0", "--max-chunk-size", "1048576"])
             .arg("--dir")
             .arg(dir)

@@ -472,17 +472,6 @@ mod tests {
             ("dztotalfilesize", Some("20"), "dztotalchunkcount"),
             ("dzuuid", Some("a\u{0}b"), "dzuuid"),
         ]);
-        for (field, value, culprit) in cases {
-            let mut pairs = params(1);
-            pairs.retain(|(n, _)| *n != field);
-            if let Some(v) = value {
-                pairs.push((field, v.to_owned()));
-            }
-            let err = parse(&Dropzone::new(), &pairs).unwrap_err();
-            assert!(
-                matches!(&err, Error::BadRequest { field: f, .. } if f == culprit),
-                "{field}={value:?}: {err}"
-            );
-        }
+        crate::dialect::assert_culprits(&params(1), &cases, |p| parse(&Dropzone::new(), p));
     }
 }

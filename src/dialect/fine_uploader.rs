@@ -445,18 +445,7 @@ mod tests {
             ("qqfilename", Some(""), "qqfilename"),
             ("qqfilename", Some("a\nb"), "qqfilename"),
         ]);
-        for (field, value, culprit) in cases {
-            let mut pairs = params(1);
-            pairs.retain(|(n, _)| *n != field);
-            if let Some(v) = value {
-                pairs.push((field, v.to_owned()));
-            }
-            let err = parse(&FineUploader::new(), &pairs).unwrap_err();
-            assert!(
-                matches!(&err, Error::BadRequest { field: f, .. } if f == culprit),
-                "{field}={value:?}: {err}"
-            );
-        }
+        crate::dialect::assert_culprits(&params(1), &cases, |p| parse(&FineUploader::new(), p));
         // Part 0 must start at 0 and cannot be empty; part 2 cannot start at 5 (5 / 2 is no
         // part size).
         for (index, field, value) in [

@@ -333,6 +333,28 @@ pub(crate) fn unique_identifier(prefix: &str) -> String {
     format!("{prefix}-{nanos:x}-{pid:x}-{n:x}-{:016x}", hasher.finish())
 }
 
+/// Test helper: for each `(field, value, culprit)`, `base` with `field` set to `value` (or
+/// removed, for `None`) must fail to parse with a [`Error::BadRequest`] naming `culprit`.
+#[cfg(test)]
+pub(crate) fn assert_culprits(
+    base: &[(&str, String)],
+    cases: &[(&str, Option<&str>, &str)],
+    parse: impl Fn(&[(&str, String)]) -> Result<ChunkInfo>,
+) {
+    for &(field, value, culprit) in cases {
+        let mut pairs = base.to_vec();
+        pairs.retain(|(n, _)| *n != field);
+        if let Some(v) = value {
+            pairs.push((field, v.to_owned()));
+        }
+        let err = parse(&pairs).expect_err(field);
+        assert!(
+            matches!(&err, Error::BadRequest { field: f, .. } if f == culprit),
+            "{field}={value:?}: {err}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -506,17 +506,11 @@ mod tests {
             ("chunk", Some("3"), "chunk"),
             ("chunk", Some("18446744073709551615"), "chunk"),
         ]);
-        for (field, value, culprit) in cases {
-            let mut pairs = vec![("name", "movie.mp4"), ("chunk", "1"), ("chunks", "3")];
-            pairs.retain(|(n, _)| *n != field);
-            if let Some(v) = value {
-                pairs.push((field, v));
-            }
-            let err = parse(&Plupload::new(), &pairs).unwrap_err();
-            assert!(
-                matches!(&err, Error::BadRequest { field: f, .. } if f == culprit),
-                "{field}={value:?}: {err}"
-            );
-        }
+        let base = [("name", "movie.mp4"), ("chunk", "1"), ("chunks", "3")]
+            .map(|(n, v)| (n, v.to_owned()));
+        crate::dialect::assert_culprits(&base, &cases, |pairs| {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            parse(&Plupload::new(), &pairs)
+        });
     }
 }
