@@ -29,6 +29,17 @@ pub struct Assembled {
     pub size: u64,
     /// The upload it came from.
     pub upload: UploadInfo,
+    /// When the upload's first chunk arrived (Unix milliseconds).
+    pub started_ms: u64,
+    /// When the file was assembled (Unix milliseconds).
+    pub assembled_ms: u64,
+}
+
+impl Assembled {
+    /// How long the upload took, first chunk to assembled file, in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.assembled_ms.saturating_sub(self.started_ms)
+    }
 }
 
 /// Most alternative names tried under [`ConflictPolicy::Rename`].
@@ -123,11 +134,13 @@ pub(crate) fn recover(upload: &UploadDir, config: &Config) -> Result<Option<Mark
     Ok(None)
 }
 
-fn assembled(marker: Marker, meta: &Meta) -> Assembled {
+pub(crate) fn assembled(marker: Marker, meta: &Meta) -> Assembled {
     Assembled {
         path: marker.path,
         size: marker.size,
         upload: meta.upload.clone(),
+        started_ms: meta.created_ms,
+        assembled_ms: marker.assembled_ms,
     }
 }
 

@@ -637,11 +637,7 @@ impl Uploads {
 
     fn already_assembled(&self, upload: &UploadDir, meta: &Meta) -> Result<Option<Outcome>> {
         Ok(upload.marker()?.map(|marker| Outcome::Assembled {
-            file: Assembled {
-                path: marker.path,
-                size: marker.size,
-                upload: meta.upload.clone(),
-            },
+            file: merge::assembled(marker, meta),
             fresh: false,
         }))
     }

@@ -180,12 +180,29 @@ fn request_construct_with_cust_files() {
 
 // ---------------------------------------------------------------- FileTest
 
-/// FileTest::testFile_construct_withRequest and testFile_construct_noRequest: the storage name
-/// is sha1(identifier). (There is no implicit global request here, so the two are one test.)
+/// FileTest::testFile_construct_withRequest: the storage name is sha1(identifier).
 #[test]
-fn file_construct_identifier() {
+fn file_construct_with_request() {
     let config = Config::builder("/t", "/d").build();
     assert_eq!(config.storage_key("", IDENTIFIER), SHA1_IDENTIFIER);
+}
+
+/// FileTest::testFile_construct_noRequest: the same name for a request built from raw
+/// parameters (flow-php reads `$_REQUEST`; there is no implicit global request here, so the
+/// parameters go through the dialect): its chunks live under sha1(identifier).
+#[test]
+fn file_construct_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = uploads(dir.path());
+    let mut request =
+        RawRequest::new(RequestKind::Upload, fixture()).with_body(ChunkBody::bytes(vec![0; 10]));
+    // Fixture geometry: chunk 1 of 42 is a whole chunk (1 MiB) but declares 10 bytes.
+    let err = uploads.save(&mut request).unwrap_err();
+    assert!(matches!(err, Error::BadRequest { .. }), "{err}");
+    let f = flow_file(IDENTIFIER, b"0123456789", 10);
+    uploads.save(&mut f.upload(1, "")).unwrap();
+    let stored = dir.path().join("chunks").join(SHA1_IDENTIFIER);
+    assert!(stored.join("assembled.json").is_file());
 }
 
 /// FileTest::testFile_construct_getChunkPath. Adapted: one directory per upload,

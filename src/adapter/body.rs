@@ -429,6 +429,7 @@ pub(crate) fn log(result: &Result<Outcome>, started: Instant) {
             file = %file.path.display(),
             size = file.size,
             identifier = %file.upload.identifier,
+            upload_ms = file.duration_ms(),
             elapsed_ms,
             "file assembled"
         ),
