@@ -101,6 +101,7 @@ pub struct Config {
     pub(crate) sync_chunks: bool,
     pub(crate) dialects: Dialects,
     pub(crate) progress: ProgressConfig,
+    pub(crate) max_concurrent_bodies: usize,
 }
 
 impl fmt::Debug for Config {
@@ -117,6 +118,7 @@ impl fmt::Debug for Config {
             .field("sync_chunks", &self.sync_chunks)
             .field("dialects", &self.dialects)
             .field("progress", &self.progress)
+            .field("max_concurrent_bodies", &self.max_concurrent_bodies)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +152,7 @@ impl Config {
                 sync_chunks: false,
                 dialects: Dialects::default(),
                 progress: ProgressConfig::default(),
+                max_concurrent_bodies: 8,
             },
         }
     }
@@ -178,6 +181,11 @@ impl Config {
     /// removes it.
     pub fn expire_after(&self) -> Duration {
         self.expire_after
+    }
+
+    /// How many request bodies the bundled adapters read at once.
+    pub fn max_concurrent_bodies(&self) -> usize {
+        self.max_concurrent_bodies
     }
 
     /// The pre-process hook, if one is set.
@@ -344,6 +352,17 @@ impl ConfigBuilder {
     /// The dialects requests are parsed with, in detection order.
     pub fn dialects(mut self, dialects: Dialects) -> Self {
         self.config.dialects = dialects;
+        self
+    }
+
+    /// How many request bodies the bundled adapters stream at once past their first 64 KiB
+    /// (default 8). Further uploads wait with that first batch, their other bytes held by the
+    /// kernel's socket buffers rather than the server's memory: memory stays bounded however
+    /// many clients upload at once (a streaming body costs up to about 2 MiB of buffers, a
+    /// waiting one a few hundred KiB). Bodies that stall or trickle (under 16 KiB per 30 s)
+    /// are dropped and never hold a slot.
+    pub fn max_concurrent_bodies(mut self, bodies: usize) -> Self {
+        self.config.max_concurrent_bodies = bodies.max(1);
         self
     }
 

@@ -137,12 +137,18 @@ pub enum Error {
         reason: String,
     },
 
-    /// The request body stopped arriving: nothing came for `idle_secs` seconds (408; the
-    /// widget may retry the chunk).
-    #[error("the request body sent nothing for {idle_secs} s")]
-    BodyTimeout {
-        /// How long the body was silent.
-        idle_secs: u64,
+    /// The request body arrives too slowly (stalled, or trickling): it sent `received` bytes
+    /// in `seconds` seconds, less than `minimum` (408; the widget may retry the chunk).
+    #[error(
+        "the request body sent {received} bytes in {seconds} s, fewer than the {minimum} required"
+    )]
+    BodyTooSlow {
+        /// Bytes sent in the window.
+        received: u64,
+        /// The window, in seconds.
+        seconds: u64,
+        /// Bytes a body must send per window.
+        minimum: u64,
     },
 
     /// The per-upload lock could not be taken in time; the client should retry (503).
@@ -182,7 +188,7 @@ impl Error {
     /// | [`NoContent`](Error::NoContent) | 204 (test request: chunk absent) |
     /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete) | 400 |
     /// | [`NotFound`](Error::NotFound) | 404 |
-    /// | [`BodyTimeout`](Error::BodyTimeout) | 408 |
+    /// | [`BodyTooSlow`](Error::BodyTooSlow) | 408 |
     /// | [`Conflict`](Error::Conflict), [`GeometryMismatch`](Error::GeometryMismatch) | 409 |
     /// | [`TooLarge`](Error::TooLarge) | 413 |
     /// | [`Refused`](Error::Refused) | 415 |
@@ -195,7 +201,7 @@ impl Error {
             Error::NoContent { .. } => 204,
             Error::BadRequest { .. } | Error::Incomplete { .. } => 400,
             Error::NotFound { .. } => 404,
-            Error::BodyTimeout { .. } => 408,
+            Error::BodyTooSlow { .. } => 408,
             Error::Conflict { .. } | Error::GeometryMismatch { .. } => 409,
             Error::TooLarge { .. } => 413,
             Error::Refused { .. } => 415,
@@ -215,7 +221,7 @@ impl Error {
             Error::Busy { .. }
                 | Error::Io { .. }
                 | Error::TooManyUploads { .. }
-                | Error::BodyTimeout { .. }
+                | Error::BodyTooSlow { .. }
         )
     }
 

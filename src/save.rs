@@ -205,6 +205,9 @@ struct Inner {
     store: LocalStore,
     progress: ProgressMonitor,
     quotas: Quotas,
+    /// Request bodies the adapters may read at once.
+    #[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
+    body_slots: tokio::sync::Semaphore,
 }
 
 impl Uploads {
@@ -218,12 +221,20 @@ impl Uploads {
         let progress = ProgressMonitor::new(config.progress);
         Ok(Uploads {
             inner: Arc::new(Inner {
+                #[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
+                body_slots: tokio::sync::Semaphore::new(config.max_concurrent_bodies),
                 config,
                 store,
                 progress,
                 quotas: Quotas::default(),
             }),
         })
+    }
+
+    /// The slots of request bodies the adapters read at once.
+    #[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
+    pub(crate) fn body_slots(&self) -> &tokio::sync::Semaphore {
+        &self.inner.body_slots
     }
 
     /// The progress monitor: per-upload and per-scope reports.

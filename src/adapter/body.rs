@@ -27,9 +27,13 @@ const MAX_FIELDS: usize = 256;
 /// Bytes gathered from the body before they are written in one go on a blocking thread. One
 /// batch is written while the next is read, so a request holds at most about two batches of
 /// memory, whatever the chunk size.
-const BATCH: usize = 128 * 1024;
-/// How long a body may send nothing before the request is abandoned.
-const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+const BATCH: usize = 64 * 1024;
+/// A body must send at least [`MIN_WINDOW_BYTES`] in every window of this much time spent
+/// waiting for it, or the request is abandoned (a client that stalls or trickles would hold a
+/// body slot, and its memory, forever).
+const RATE_WINDOW: Duration = Duration::from_secs(30);
+/// See [`RATE_WINDOW`]: 16 KiB per 30 s, about 550 bytes per second.
+const MIN_WINDOW_BYTES: u64 = 16 * 1024;
 
 /// The error for a request body over [`Uploads::max_request_body`] (found while reading it).
 pub(crate) fn too_large(value: u64, limit: u64) -> Error {
@@ -305,7 +309,7 @@ impl Collector {
             Begun::Done(outcome) => return Ok(outcome),
             Begun::Receiving(chunk) => chunk,
         };
-        let chunk = pump(chunk, body, &mut self.received, self.limit, &temp_dir).await?;
+        let chunk = pump(&self.uploads, chunk, body, &mut self.received, self.limit).await?;
         blocking(&temp_dir, move || chunk.finish()).await
     }
 
@@ -317,7 +321,7 @@ impl Collector {
         let uploads = self.uploads.clone();
         let temp_dir = uploads.temp_dir().to_owned();
         let file = blocking(&temp_dir, move || uploads.incoming_file()).await?;
-        let file = pump(file, part, &mut self.received, self.limit, &temp_dir).await?;
+        let file = pump(&self.uploads, file, part, &mut self.received, self.limit).await?;
         self.staged = Some(file.into_temp_path());
         Ok(())
     }
@@ -342,38 +346,78 @@ impl Sink for NamedTempFile {
 }
 
 /// Writes `body` to `sink` in batches of [`BATCH`] bytes on blocking threads, one batch written
-/// while the next is read, counting bytes against `limit`. A body that sends nothing for
-/// [`BODY_IDLE_TIMEOUT`] is abandoned. Returns the sink once the body has ended.
-async fn pump<T, S>(sink: T, body: S, received: &mut u64, limit: u64, temp_dir: &Path) -> Result<T>
+/// while the next is read, counting bytes against `limit`. At most
+/// [`max_concurrent_bodies`](crate::ConfigBuilder::max_concurrent_bodies) bodies stream past
+/// their first batch at once (the others wait with that batch, their further bytes held by the
+/// kernel's socket buffers), and a body slower than [`MIN_WINDOW_BYTES`] per [`RATE_WINDOW`]
+/// is abandoned. Returns the sink once the body has ended.
+async fn pump<T, S>(
+    uploads: &Uploads,
+    sink: T,
+    body: S,
+    received: &mut u64,
+    limit: u64,
+) -> Result<T>
 where
     T: Sink,
     S: Stream<Item = Result<Bytes>>,
 {
+    let temp_dir = uploads.temp_dir();
+    // A body takes a slot once it has sent a whole batch: clients that stall or trickle never
+    // hold one (the rate rule ends them), and bodies waiting for one hold a batch at most.
+    let mut slot = None;
     let mut body = pin!(body);
-    let mut idle = Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT));
     let mut batch = BytesMut::new();
     let mut sink = Some(sink);
     let mut writing: Option<tokio::task::JoinHandle<Result<T>>> = None;
+    // Time spent waiting for the client, and what it sent meanwhile, in the current window.
+    let (mut waited, mut window_bytes) = (Duration::ZERO, 0u64);
     loop {
+        let started = tokio::time::Instant::now();
         let piece = tokio::select! {
-            piece = body.next() => piece,
-            () = &mut idle => return Err(Error::BodyTimeout {
-                idle_secs: BODY_IDLE_TIMEOUT.as_secs(),
-            }),
+            piece = body.next() => Some(piece),
+            () = tokio::time::sleep(RATE_WINDOW.saturating_sub(waited)) => None,
         };
-        idle.as_mut()
-            .reset(tokio::time::Instant::now() + BODY_IDLE_TIMEOUT);
+        waited += started.elapsed();
+        if waited >= RATE_WINDOW {
+            if window_bytes < MIN_WINDOW_BYTES {
+                return Err(Error::BodyTooSlow {
+                    received: window_bytes,
+                    seconds: RATE_WINDOW.as_secs(),
+                    minimum: MIN_WINDOW_BYTES,
+                });
+            }
+            (waited, window_bytes) = (Duration::ZERO, 0);
+        }
+        let Some(piece) = piece else { continue };
         let ended = piece.is_none();
+        let mut ready = None;
         if let Some(piece) = piece {
             let piece = piece?;
+            window_bytes += piece.len() as u64;
             *received = received.saturating_add(piece.len() as u64);
             if *received > limit {
                 return Err(too_large(*received, limit));
             }
-            batch.extend_from_slice(&piece);
+            if batch.is_empty() && piece.len() >= BATCH {
+                ready = Some(piece); // big enough on its own: no copy
+            } else {
+                batch.extend_from_slice(&piece);
+            }
         }
-        if batch.len() >= BATCH || (ended && !batch.is_empty()) {
-            let bytes = batch.split().freeze();
+        if ready.is_none() && (batch.len() >= BATCH || (ended && !batch.is_empty())) {
+            ready = Some(batch.split().freeze());
+        }
+        if let Some(bytes) = ready {
+            if slot.is_none() {
+                slot = Some(
+                    uploads
+                        .body_slots()
+                        .acquire()
+                        .await
+                        .expect("the body slots are never closed"),
+                );
+            }
             let mut target = match writing.take() {
                 Some(task) => joined(task.await, temp_dir)?,
                 None => sink.take().expect("the sink is here when no write is"),
@@ -455,6 +499,12 @@ mod tests {
             .unwrap()
     }
 
+    fn test_uploads() -> (tempfile::TempDir, Uploads) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config::builder(dir.path().join("t"), dir.path().join("f")).build();
+        (dir, Uploads::new(config).unwrap())
+    }
+
     /// A sink that records what it was given.
     struct Recorder(Vec<u8>);
 
@@ -482,13 +532,13 @@ mod tests {
         runtime().block_on(async {
             let sizes = [0, 1, 5000, BATCH, 3, BATCH * 2 + 7, 10];
             let mut received = 0;
-            let dir = Path::new(".");
+            let (_dir, uploads) = test_uploads();
             let sink = pump(
+                &uploads,
                 Recorder(Vec::new()),
                 pieces(&sizes),
                 &mut received,
                 u64::MAX,
-                dir,
             )
             .await
             .unwrap();
@@ -505,13 +555,13 @@ mod tests {
     fn pump_stops_at_the_limit_and_on_a_broken_body() {
         runtime().block_on(async {
             let mut received = 0;
-            let dir = Path::new(".");
+            let (_dir, uploads) = test_uploads();
             let over = pump(
+                &uploads,
                 Recorder(Vec::new()),
                 pieces(&[10, 10]),
                 &mut received,
                 15,
-                dir,
             )
             .await;
             assert!(matches!(
@@ -527,7 +577,14 @@ mod tests {
                 Err(unreadable("connection reset")),
             ]);
             let mut received = 0;
-            let cut = pump(Recorder(Vec::new()), broken, &mut received, u64::MAX, dir).await;
+            let cut = pump(
+                &uploads,
+                Recorder(Vec::new()),
+                broken,
+                &mut received,
+                u64::MAX,
+            )
+            .await;
             assert!(matches!(cut, Err(Error::BadRequest { field, .. }) if field == "body"));
         });
     }
