@@ -262,6 +262,11 @@ impl ConfigBuilder {
     /// Sets a pre-process hook, run on each chunk as the file is assembled: it reads the chunk
     /// and writes what goes into the file (decrypt, scan, transform). Without a hook chunks are
     /// copied in the kernel.
+    ///
+    /// To refuse the file for good (a virus scanner's verdict, a forbidden type), return an
+    /// error of kind [`io::ErrorKind::InvalidData`]: the request fails with
+    /// [`Error::Refused`](crate::Error::Refused) (415, which stops flow.js and resumable.js) and
+    /// the error's text as the reason. Any other error is a server failure (500).
     pub fn preprocess(
         mut self,
         f: impl Fn(u64, &mut dyn Read, &mut dyn Write) -> io::Result<()> + Send + Sync + 'static,

@@ -239,7 +239,15 @@ fn copy_chunks(
             for index in 0..info.total_chunks {
                 let path = upload.chunk_path(index);
                 let mut chunk = File::open(&path).ctx("open chunk", &path)?;
-                hook(index, &mut chunk, &mut writer).ctx("pre-process chunk", &path)?;
+                hook(index, &mut chunk, &mut writer).map_err(|e| {
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        Error::Refused {
+                            reason: e.to_string(),
+                        }
+                    } else {
+                        Error::io("pre-process chunk", &path, e)
+                    }
+                })?;
             }
             writer.flush().ctx("write assembly staging file", staging)?;
         }

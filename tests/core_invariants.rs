@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -461,6 +461,43 @@ fn overlong_body_stores_nothing() {
     ));
     let staging = upload_dir(&uploads, "", &f.identifier).join("staging");
     assert_eq!(fs::read_dir(staging).map_or(0, |d| d.count()), 0);
+}
+
+/// A pre-process hook refuses a file with an `InvalidData` error: 415 with its reason, nothing
+/// published; any other hook error is a server failure.
+#[test]
+fn a_hook_can_refuse_a_file_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = Uploads::new(
+        config(dir.path())
+            .preprocess(|_, r, w| {
+                let mut head = [0u8; 2];
+                r.read_exact(&mut head)?;
+                if &head == b"MZ" {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "executables are not accepted",
+                    ));
+                }
+                w.write_all(&head)?;
+                io::copy(r, w).map(|_| ())
+            })
+            .build(),
+    )
+    .unwrap();
+    let exe = FlowFile::new("setup.exe", b"MZ\x90\x00 rest of it".to_vec(), 100);
+    let err = uploads.save(&mut exe.upload(1, "")).unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused { reason } if reason.contains("executables")),
+        "{err}"
+    );
+    assert_eq!(err.status(), 415);
+    assert!(common::all_entries(&dir.path().join("files")).is_empty());
+    let ok = FlowFile::new("notes.txt", b"hello".to_vec(), 100);
+    let Outcome::Assembled { file, .. } = uploads.save(&mut ok.upload(1, "")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(fs::read(file.path).unwrap(), b"hello");
 }
 
 #[allow(dead_code)]
