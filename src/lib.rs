@@ -78,12 +78,17 @@
 //! |---|---|
 //! | chunk stored, file assembled, test: chunk present | 200 |
 //! | test: chunk absent ([`Error::NoContent`]) | 204 |
-//! | invalid request ([`Error::BadRequest`]) | 400 |
+//! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload | 400 |
+//! | unknown upload ([`Error::NotFound`]) | 404 |
+//! | body stalled or trickling ([`Error::BodyTooSlow`]) | 408 |
 //! | destination exists and the policy refuses, geometry changed | 409 |
 //! | too large ([`Error::TooLarge`]) | 413 |
 //! | refused for good ([`Error::Refused`]) | 415 |
+//! | too many unfinished uploads in the scope ([`Error::TooManyUploads`]) | 429 |
 //! | busy, retry later ([`Error::Busy`]) | 503 |
 //! | storage full | 507 |
+//!
+//! [`Error::status`] is the one mapping; the table in its docs is complete.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
