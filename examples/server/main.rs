@@ -66,6 +66,9 @@ struct Args {
     /// Remove uploads idle for this long, in seconds (default: 2 days).
     #[arg(long, value_name = "SECS")]
     expire_after: Option<u64>,
+    /// Request bodies streamed at once past their first 64 KiB (default: 8).
+    #[arg(long, value_name = "N")]
+    max_concurrent_bodies: Option<usize>,
     /// How often to sweep expired uploads, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     sweep_interval: u64,
@@ -96,6 +99,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(bytes) = args.max_chunk_size {
         config = config.max_chunk_size(bytes);
+    }
+    if let Some(n) = args.max_concurrent_bodies {
+        config = config.max_concurrent_bodies(n);
     }
     if let Some(secs) = args.expire_after {
         config = config.expire_after(Duration::from_secs(secs));

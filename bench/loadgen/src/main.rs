@@ -93,6 +93,10 @@ struct RunArgs {
     /// Passed to the example server as --max-chunk-size.
     #[arg(long, value_parser = parse_size)]
     max_chunk_size: Option<u64>,
+    /// Any other argument for the example server, e.g. `--server-arg=--max-concurrent-bodies=16`
+    /// (repeatable).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
     /// How chunks travel: multipart (flow.js's default) or raw (octet, parameters in the query).
     #[arg(long, default_value = "multipart", value_parser = ["multipart", "raw"])]
     mode: String,
@@ -522,6 +526,7 @@ fn our_server(ctx: &Ctx, dir: &Path, log: &Path) -> Result<Server, Failure> {
     if let Some(max) = ctx.args.max_chunk_size {
         cmd.arg("--max-chunk-size").arg(max.to_string());
     }
+    cmd.args(&ctx.args.server_args);
     Server::start(cmd, log, Duration::from_secs(20)).map_err(setup("start the example server"))
 }
 
