@@ -620,6 +620,29 @@ async function projectPage(browser, serverOrigin) {
   return { context, page, counts };
 }
 
+/**
+ * One case of the project page: opens the page, runs `drive({ page, counts, info })` (which adds
+ * the files and does what the case is about), then checks the page's file states and the bytes on
+ * the server, takes the final screenshot and closes the page. Any exception is a problem.
+ */
+async function projectPageCase(browser, serverOrigin, id, files, drive) {
+  const problems = [];
+  const info = [];
+  const { context, page, counts } = await projectPage(browser, serverOrigin);
+  try {
+    await drive({ page, counts, info, problems });
+    await waitIdle(page, files.length);
+    const names = checkPageStates(files, await pageFiles(page), problems);
+    await checkOnDisk(files, id, problems, names);
+  } catch (err) {
+    problems.push(err.message.split('\n')[0]);
+  }
+  const shot = path.join(SHOTS, `${id}.png`);
+  await page.screenshot({ path: shot, fullPage: true, animations: 'disabled' }).catch(() => {});
+  await context.close();
+  return { problems, info, shot };
+}
+
 async function pageFiles(page) {
   return page.evaluate(() => window.uploadPage.files());
 }
@@ -646,21 +669,10 @@ const projectCases = [
     id: 'page-picker',
     title: 'several files through the file picker',
     async run(browser, serverOrigin) {
-      const problems = [];
       const files = standardFiles(this.id);
-      const { context, page } = await projectPage(browser, serverOrigin);
-      try {
+      return projectPageCase(browser, serverOrigin, this.id, files, async ({ page }) => {
         await page.locator('[data-testid=file-input]').setInputFiles(files.map((f) => f.path));
-        await waitIdle(page, files.length);
-        const names = checkPageStates(files, await pageFiles(page), problems);
-        await checkOnDisk(files, this.id, problems, names);
-      } catch (err) {
-        problems.push(err.message.split('\n')[0]);
-      }
-      const shot = path.join(SHOTS, `${this.id}.png`);
-      await page.screenshot({ path: shot, fullPage: true, animations: 'disabled' }).catch(() => {});
-      await context.close();
-      return { problems, info: [], shot };
+      });
     },
   },
   {
@@ -668,10 +680,8 @@ const projectCases = [
     id: 'page-drop',
     title: 'several files dropped (synthetic drop, DataTransfer built in the page)',
     async run(browser, serverOrigin) {
-      const problems = [];
       const files = standardFiles(this.id);
-      const { context, page } = await projectPage(browser, serverOrigin);
-      try {
+      return projectPageCase(browser, serverOrigin, this.id, files, async ({ page }) => {
         const payload = files.map((f) => ({ name: f.name, b64: fs.readFileSync(f.path).toString('base64') }));
         const dataTransfer = await page.evaluateHandle((items) => {
           const dt = new DataTransfer();
@@ -683,16 +693,7 @@ const projectCases = [
         }, payload);
         const zone = page.locator('[data-testid=drop-zone]');
         for (const type of ['dragenter', 'dragover', 'drop']) await zone.dispatchEvent(type, { dataTransfer });
-        await waitIdle(page, files.length);
-        const names = checkPageStates(files, await pageFiles(page), problems);
-        await checkOnDisk(files, this.id, problems, names);
-      } catch (err) {
-        problems.push(err.message.split('\n')[0]);
-      }
-      const shot = path.join(SHOTS, `${this.id}.png`);
-      await page.screenshot({ path: shot, fullPage: true, animations: 'disabled' }).catch(() => {});
-      await context.close();
-      return { problems, info: [], shot };
+      });
     },
   },
   {
@@ -700,11 +701,8 @@ const projectCases = [
     id: 'page-pause',
     title: 'pause and resume in the middle (the row\'s buttons)',
     async run(browser, serverOrigin) {
-      const problems = [];
-      const info = [];
       const files = bigFile(this.id);
-      const { context, page, counts } = await projectPage(browser, serverOrigin);
-      try {
+      return projectPageCase(browser, serverOrigin, this.id, files, async ({ page, counts, info, problems }) => {
         await page.route((u) => new URL(u).pathname === '/upload', async (route) => {
           if (route.request().method() === 'POST') await sleep(120);
           return route.continue().catch(() => {});
@@ -726,16 +724,7 @@ const projectCases = [
         info.push(`paused at ${Math.round((paused.bytesConfirmed / paused.size) * 100)}%`);
         await page.screenshot({ path: path.join(SHOTS, `${this.id}-paused.png`), fullPage: true, animations: 'disabled' });
         await page.locator('[data-testid=resume-button]').click();
-        await waitIdle(page, files.length);
-        const names = checkPageStates(files, await pageFiles(page), problems);
-        await checkOnDisk(files, this.id, problems, names);
-      } catch (err) {
-        problems.push(err.message.split('\n')[0]);
-      }
-      const shot = path.join(SHOTS, `${this.id}.png`);
-      await page.screenshot({ path: shot, fullPage: true, animations: 'disabled' }).catch(() => {});
-      await context.close();
-      return { problems, info, shot };
+      });
     },
   },
   {
@@ -743,12 +732,9 @@ const projectCases = [
     id: 'page-reload',
     title: 'reload in the middle, re-add the file: stored chunks skipped',
     async run(browser, serverOrigin) {
-      const problems = [];
-      const info = [];
       const files = bigFile(this.id);
       const total = Math.max(Math.floor(files[0].size / CS), 1);
-      const { context, page, counts } = await projectPage(browser, serverOrigin);
-      try {
+      return projectPageCase(browser, serverOrigin, this.id, files, async ({ page, counts, info, problems }) => {
         await page.route((u) => new URL(u).pathname === '/upload', async (route) => {
           if (route.request().method() === 'POST') await sleep(120);
           return route.continue().catch(() => {});
@@ -771,15 +757,7 @@ const projectCases = [
         info.push(`${postsBefore} chunk POSTs before the reload, ${after} after it (of ${total} chunks); ${skipped} chunks found stored`);
         if (after >= total) problems.push(`${after} chunk POSTs after the reload: stored chunks were not skipped (${total} chunks)`);
         if (skipped === 0) problems.push('no test request found a stored chunk after the reload');
-        const names = checkPageStates(files, await pageFiles(page), problems);
-        await checkOnDisk(files, this.id, problems, names);
-      } catch (err) {
-        problems.push(err.message.split('\n')[0]);
-      }
-      const shot = path.join(SHOTS, `${this.id}.png`);
-      await page.screenshot({ path: shot, fullPage: true, animations: 'disabled' }).catch(() => {});
-      await context.close();
-      return { problems, info, shot };
+      });
     },
   },
 ];
