@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::config::Limits;
-use crate::error::{Error, Limit, Result};
+use crate::limits::Limits;
+use crate::error::{Error, Limit, Problem, Result};
 
 /// Longest identifier accepted, in bytes.
 pub const MAX_IDENTIFIER_LEN: usize = 1024;
@@ -158,7 +158,14 @@ impl ChunkInfo {
         )?;
 
         if self.total_chunks == 0 {
-            return Err(Error::bad(&n.total_chunks, "must be at least 1"));
+            return Err(Error::bad_value(
+                &n.total_chunks,
+                "0",
+                Problem::OutOfRange {
+                    first: 1,
+                    last: u64::MAX,
+                },
+            ));
         }
         if self.total_chunks > limits.max_chunks {
             return Err(Error::TooLarge {
@@ -169,13 +176,12 @@ impl ChunkInfo {
         }
         if self.index >= self.total_chunks {
             let first = self.number_base;
-            let last = self.total_chunks - 1 + self.number_base;
-            return Err(Error::bad(
+            let last = (self.total_chunks - 1).saturating_add(self.number_base);
+            let sent = self.index as u128 + self.number_base as u128;
+            return Err(Error::bad_value(
                 &n.chunk_number,
-                format!(
-                    "{} is out of range {first}..={last}",
-                    self.index as u128 + self.number_base as u128
-                ),
+                &sent.to_string(),
+                Problem::OutOfRange { first, last },
             ));
         }
         if let Some(total) = self.total_size
@@ -189,7 +195,14 @@ impl ChunkInfo {
             });
         }
         if self.chunk_size == Some(0) {
-            return Err(Error::bad(&n.chunk_size, "must be at least 1"));
+            return Err(Error::bad_value(
+                &n.chunk_size,
+                "0",
+                Problem::OutOfRange {
+                    first: 1,
+                    last: u64::MAX,
+                },
+            ));
         }
         if let (Some(total), Some(cs)) = (self.total_size, self.chunk_size) {
             let floor = (total / cs).max(1);
@@ -248,19 +261,19 @@ impl ChunkInfo {
 /// A metadata string: present (when required), not too long, no NUL or other control bytes.
 fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<()> {
     if required && value.is_empty() {
-        return Err(Error::bad(field, "must not be empty"));
+        return Err(Error::problem(field, Problem::Empty));
     }
     if value.len() > max {
-        return Err(Error::bad(
+        return Err(Error::problem(
             field,
-            format!("{} bytes long, the limit is {max} bytes", value.len()),
+            Problem::TooLong {
+                len: value.len(),
+                max,
+            },
         ));
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(Error::bad(
-            field,
-            format!("contains the control character {:?}", c),
-        ));
+        return Err(Error::bad_value(field, value, Problem::ControlCharacter(c)));
     }
     Ok(())
 }
@@ -271,42 +284,22 @@ fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<()
 /// # Errors
 /// [`Error::BadRequest`] naming `field` and quoting (a prefix of) the value.
 pub fn parse_u64(field: &str, value: &str) -> Result<u64> {
-    let quoted = quote(value);
     if value.is_empty() {
-        return Err(Error::bad(
-            field,
-            "is empty, expected a non-negative integer",
-        ));
+        return Err(Error::problem(field, Problem::Empty));
     }
-    if value.starts_with('-') && value[1..].bytes().all(|b| b.is_ascii_digit()) && value.len() > 1 {
-        return Err(Error::bad(
-            field,
-            format!("{quoted} is negative, expected a non-negative integer"),
-        ));
+    let digits = |v: &str| v.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = value.strip_prefix('-')
+        && !rest.is_empty()
+        && digits(rest)
+    {
+        return Err(Error::bad_value(field, value, Problem::Negative));
     }
-    if !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::bad(
-            field,
-            format!("{quoted} is not a non-negative integer"),
-        ));
+    if !digits(value) {
+        return Err(Error::bad_value(field, value, Problem::NotAnInteger));
     }
-    value.parse::<u64>().map_err(|_| {
-        Error::bad(
-            field,
-            format!("{quoted} is too large (the maximum is {})", u64::MAX),
-        )
-    })
-}
-
-/// A value quoted for an error message, cut to 64 characters.
-pub(crate) fn quote(value: &str) -> String {
-    const MAX: usize = 64;
-    if value.chars().count() <= MAX {
-        format!("{value:?}")
-    } else {
-        let head: String = value.chars().take(MAX).collect();
-        format!("{head:?}... ({} bytes)", value.len())
-    }
+    value
+        .parse::<u64>()
+        .map_err(|_| Error::bad_value(field, value, Problem::Overflow))
 }
 
 #[cfg(test)]

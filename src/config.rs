@@ -9,90 +9,61 @@ use std::time::Duration;
 use sha1::{Digest, Sha1};
 
 use crate::dialect::Dialects;
+use crate::limits::Limits;
 use crate::progress::ProgressConfig;
 use crate::sanitize::sanitize_filename;
+use crate::store::{ConflictPolicy, PreprocessFn, Store};
+use crate::upload::{Assembled, UploadInfo};
 
-/// What to do when the destination of an assembled file already exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ConflictPolicy {
-    /// Leave the existing file alone and fail with [`Error::Conflict`](crate::Error::Conflict)
-    /// (409).
-    #[default]
-    Refuse,
-    /// Replace the existing file atomically.
-    Overwrite,
-    /// Pick a free name next to it: `report.pdf`, `report (1).pdf`, `report (2).pdf`, ...
-    Rename,
+/// How the application refuses an upload from the [`on_create`](ConfigBuilder::on_create) hook:
+/// the status to answer (400-499; anything else becomes 400) and the reason shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// Why, in words the client may see.
+    pub reason: String,
 }
 
-/// Size and count limits. `None` means unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest file, in bytes (default: unlimited).
-    pub max_file_size: Option<u64>,
-    /// Largest chunk body, in bytes (default: 128 MiB). flow.js and resumable.js make the last
-    /// chunk up to twice their chunk size, so allow for it.
-    pub max_chunk_size: u64,
-    /// Most chunks in one file (default: 1 000 000).
-    pub max_chunks: u64,
-    /// Most unfinished uploads one scope may have at once (default: unlimited).
-    pub max_uploads_per_scope: Option<u64>,
-    /// Most bytes one scope may have stored but not yet assembled (default: unlimited).
-    pub max_pending_bytes_per_scope: Option<u64>,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_file_size: None,
-            max_chunk_size: 128 * 1024 * 1024,
-            max_chunks: 1_000_000,
-            max_uploads_per_scope: None,
-            max_pending_bytes_per_scope: None,
+impl Refusal {
+    /// A refusal with this status and reason.
+    pub fn new(status: u16, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            reason: reason.into(),
         }
     }
 }
 
-/// Facts about an upload, given to the destination callback and returned by status queries.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UploadInfo {
-    /// The caller's scope.
-    pub scope: String,
-    /// The client's upload identifier.
-    pub identifier: String,
-    /// The storage key (the hash-name callback's result).
-    pub key: String,
-    /// The file name as the client sent it.
-    pub filename: String,
-    /// The relative path as the client sent it.
-    pub relative_path: String,
-    /// The file's size, when the widget declares it.
-    pub total_size: Option<u64>,
-    /// Number of chunks.
-    pub total_chunks: u64,
-    /// Nominal chunk size, when the widget declares it.
-    pub chunk_size: Option<u64>,
-}
-
-/// Chooses the destination path of an assembled file.
+/// Chooses the destination of an assembled file: a relative name, which the store resolves
+/// against its destination (a directory, a key prefix), or an absolute path (local store).
 pub type DestinationFn = dyn Fn(&UploadInfo) -> PathBuf + Send + Sync;
 /// Maps `(scope, identifier)` to a storage key.
 pub type HashNameFn = dyn Fn(&str, &str) -> String + Send + Sync;
-/// Transforms one chunk while the file is assembled: `(chunk index, chunk bytes, output)`.
-pub type PreprocessFn = dyn Fn(u64, &mut dyn Read, &mut dyn Write) -> io::Result<()> + Send + Sync;
 /// Called once per assembled file, after it is published.
-pub type AssembledFn = dyn Fn(&crate::Assembled) + Send + Sync;
+pub type AssembledFn = dyn Fn(&Assembled) + Send + Sync;
+/// Called before an upload's first byte is stored; an `Err` refuses the upload.
+pub type CreateFn = dyn Fn(&UploadInfo) -> Result<(), Refusal> + Send + Sync;
+
+/// Where uploads are kept.
+#[derive(Clone)]
+pub(crate) enum StoreChoice {
+    /// A [`LocalStore`](crate::LocalStore) made when the [`Uploads`](crate::Uploads) are.
+    Local { temp_dir: PathBuf, destination_dir: PathBuf },
+    /// A store the application made.
+    Given(Arc<dyn Store>),
+}
 
 /// The configuration of an [`Uploads`](crate::Uploads) instance. Build it with
 /// [`Config::builder`].
 #[derive(Clone)]
 pub struct Config {
-    pub(crate) temp_dir: PathBuf,
+    pub(crate) store: StoreChoice,
     pub(crate) destination: Arc<DestinationFn>,
     pub(crate) hash_name: Arc<HashNameFn>,
     pub(crate) preprocess: Option<Arc<PreprocessFn>>,
     pub(crate) on_assembled: Option<Arc<AssembledFn>>,
+    pub(crate) on_create: Option<Arc<CreateFn>>,
     pub(crate) delete_chunks_on_save: bool,
     pub(crate) limits: Limits,
     pub(crate) conflict: ConflictPolicy,
@@ -106,10 +77,15 @@ pub struct Config {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store: &dyn fmt::Debug = match &self.store {
+            StoreChoice::Local { temp_dir, .. } => temp_dir,
+            StoreChoice::Given(store) => store,
+        };
         f.debug_struct("Config")
-            .field("temp_dir", &self.temp_dir)
+            .field("store", store)
             .field("preprocess", &self.preprocess.is_some())
             .field("on_assembled", &self.on_assembled.is_some())
+            .field("on_create", &self.on_create.is_some())
             .field("delete_chunks_on_save", &self.delete_chunks_on_save)
             .field("limits", &self.limits)
             .field("conflict", &self.conflict)
@@ -124,26 +100,40 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
-    /// Starts a configuration: chunks are kept under `temp_dir` (one directory per upload), and
-    /// assembled files go to `destination_dir` under their [sanitized](crate::sanitize_filename)
-    /// file name (see [`ConfigBuilder::destination`] for any other choice).
+    /// Starts a configuration with the [`LocalStore`](crate::LocalStore): uploads are kept
+    /// under `temp_dir` (one directory per upload), and assembled files go to
+    /// `destination_dir` under their [sanitized](crate::sanitize_filename) file name (see
+    /// [`ConfigBuilder::destination`] for any other choice).
     ///
-    /// Keep `temp_dir` on the same filesystem as the destination: assembled files are published
-    /// by rename.
+    /// Keep `temp_dir` on the same filesystem as the destination: assembled files are then
+    /// published by a hard link of the stored bytes, without a copy.
     pub fn builder(
         temp_dir: impl Into<PathBuf>,
         destination_dir: impl Into<PathBuf>,
     ) -> ConfigBuilder {
-        let dir: PathBuf = destination_dir.into();
+        Config::with(StoreChoice::Local {
+            temp_dir: temp_dir.into(),
+            destination_dir: destination_dir.into(),
+        })
+    }
+
+    /// Starts a configuration over a store of your choice (an object store, your own): the
+    /// destination names assembled files relative to what the store publishes into.
+    pub fn builder_with_store(store: impl Store) -> ConfigBuilder {
+        Config::with(StoreChoice::Given(Arc::new(store)))
+    }
+
+    fn with(store: StoreChoice) -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
-                temp_dir: temp_dir.into(),
-                destination: Arc::new(move |info: &UploadInfo| {
-                    dir.join(sanitize_filename(&info.filename))
+                store,
+                destination: Arc::new(|info: &UploadInfo| {
+                    PathBuf::from(sanitize_filename(&info.filename))
                 }),
                 hash_name: Arc::new(default_hash_name),
                 preprocess: None,
                 on_assembled: None,
+                on_create: None,
                 delete_chunks_on_save: true,
                 limits: Limits::default(),
                 conflict: ConflictPolicy::default(),
@@ -157,9 +147,12 @@ impl Config {
         }
     }
 
-    /// The directory holding the chunks of unfinished uploads.
-    pub fn temp_dir(&self) -> &Path {
-        &self.temp_dir
+    /// The temp dir of the local store, when the configuration uses one.
+    pub fn temp_dir(&self) -> Option<&Path> {
+        match &self.store {
+            StoreChoice::Local { temp_dir, .. } => Some(temp_dir),
+            StoreChoice::Given(_) => None,
+        }
     }
 
     /// The limits.
@@ -198,6 +191,11 @@ impl Config {
         self.on_assembled.as_deref()
     }
 
+    /// The `on_create` hook, if one is set.
+    pub fn on_create(&self) -> Option<&CreateFn> {
+        self.on_create.as_deref()
+    }
+
     /// How long a request waits for an upload's lock before [`Error::Busy`](crate::Error::Busy).
     pub fn lock_timeout(&self) -> Duration {
         self.lock_timeout
@@ -213,7 +211,7 @@ impl Config {
         (self.hash_name)(scope, identifier)
     }
 
-    /// Where the file of `upload` is assembled.
+    /// Where the file of `upload` is assembled (relative names are resolved by the store).
     pub fn destination(&self, upload: &UploadInfo) -> PathBuf {
         (self.destination)(upload)
     }
@@ -240,9 +238,25 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
-    /// Chooses each assembled file's path with a function of the upload (replaces the
-    /// destination directory). The function should not use client strings in paths unsanitized;
-    /// [`sanitize_filename`](crate::sanitize_filename) helps.
+    /// Chooses each assembled file's destination with a function of the upload. A relative path
+    /// is resolved by the store (the local store joins it to its destination directory; an
+    /// object store to its prefix); the local store also takes absolute paths. The function
+    /// should not put client strings in paths unsanitized;
+    /// [`sanitize_filename`](crate::sanitize_filename) helps. A folder per scope keeps users'
+    /// files apart:
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// use chunked_upload::{Config, sanitize_filename};
+    ///
+    /// let config = Config::builder("./uploads/.chunks", "./uploads")
+    ///     .destination(|upload| {
+    ///         // The scope is the application's (a user id); hash it if it may hold any byte.
+    ///         PathBuf::from(sanitize_filename(&upload.scope)).join(sanitize_filename(&upload.filename))
+    ///     })
+    ///     .build();
+    /// # let _ = config;
+    /// ```
     pub fn destination(
         mut self,
         f: impl Fn(&UploadInfo) -> PathBuf + Send + Sync + 'static,
@@ -260,8 +274,9 @@ impl ConfigBuilder {
     }
 
     /// Sets a pre-process hook, run on each chunk as the file is assembled: it reads the chunk
-    /// and writes what goes into the file (decrypt, scan, transform). Without a hook chunks are
-    /// copied in the kernel.
+    /// and writes what goes into the file (decrypt, scan, transform). Without a hook the stored
+    /// bytes are published as they are, without a copy; with one, every byte makes one
+    /// streaming pass through it into a new file.
     ///
     /// To refuse the file for good (a virus scanner's verdict, a forbidden type), return an
     /// error of kind [`io::ErrorKind::InvalidData`]: the request fails with
@@ -275,14 +290,43 @@ impl ConfigBuilder {
         self
     }
 
-    /// Sets a callback run once per assembled file, after it is published.
-    pub fn on_assembled(mut self, f: impl Fn(&crate::Assembled) + Send + Sync + 'static) -> Self {
+    /// Sets a callback run once per assembled file, after it is published (by the request
+    /// that completed the upload, on its thread: keep it short, or hand the work on).
+    pub fn on_assembled(mut self, f: impl Fn(&Assembled) + Send + Sync + 'static) -> Self {
         self.config.on_assembled = Some(Arc::new(f));
         self
     }
 
+    /// Sets a hook that sees every new upload's description (name, size, scope, metadata)
+    /// before its first byte is stored, and may refuse it with a status and a reason (answered
+    /// as [`Error::Rejected`](crate::Error::Rejected)): every widget's first chunk, a tus
+    /// creation. A widget's client-side checks (Dropzone's `acceptedFiles`) are only advice; this
+    /// is where a server decides.
+    ///
+    /// ```
+    /// use chunked_upload::{Config, Refusal};
+    ///
+    /// let config = Config::builder("./uploads/.chunks", "./uploads")
+    ///     .on_create(|upload| {
+    ///         if upload.filename.ends_with(".exe") {
+    ///             return Err(Refusal::new(415, "executables are not accepted"));
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build();
+    /// # let _ = config;
+    /// ```
+    pub fn on_create(
+        mut self,
+        f: impl Fn(&UploadInfo) -> Result<(), Refusal> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.on_create = Some(Arc::new(f));
+        self
+    }
+
     /// Whether chunks are deleted once the file is assembled (default `true`). With `false` the
-    /// chunks stay until the upload expires.
+    /// stored pieces stay until the upload expires (in the local store, the data file stays as
+    /// a second name of the published file).
     pub fn delete_chunks_on_save(mut self, delete: bool) -> Self {
         self.config.delete_chunks_on_save = delete;
         self

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+
 /// A specialised `Result` whose error is this crate's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -59,13 +60,15 @@ pub enum Error {
 
     /// The request is malformed: a missing, non-numeric or out-of-range parameter, a body whose
     /// length differs from the declared one, totals that cannot fit the declared geometry.
-    #[error("{field}: {reason}")]
+    #[error("{field}: {}{problem}", quoted_value(.value))]
     BadRequest {
         /// The parameter (as the widget names it) or concept that is wrong, e.g.
         /// `"flowChunkNumber"` or `"body"`.
         field: String,
-        /// What is wrong with it, including the offending value.
-        reason: String,
+        /// The offending value as sent (cut to 64 characters), when there is one to show.
+        value: Option<String>,
+        /// What is wrong with it.
+        problem: Problem,
     },
 
     /// A declared or actual size is over a configured limit.
@@ -105,10 +108,42 @@ pub enum Error {
     },
 
     /// The destination exists and the [`ConflictPolicy`](crate::ConflictPolicy) says refuse.
-    #[error("destination {} already exists", .path.display())]
+    /// Clients are told only that the name is taken, never where.
+    #[error("destination {location} already exists")]
     Conflict {
         /// The destination that exists.
-        path: PathBuf,
+        location: crate::Location,
+    },
+
+    /// A chunk arrived for a chunk that is already stored, with other bytes: two different
+    /// files share one identifier in one scope (same name and size, say), and mixing them would
+    /// make a file that is neither. Answered `409`; nothing of this request is stored.
+    #[error(
+        "chunk {chunk} of upload {identifier:?} is already stored with other bytes: two files share this identifier"
+    )]
+    ContentMismatch {
+        /// The client's upload identifier.
+        identifier: String,
+        /// The chunk number as the widget counts it.
+        chunk: u64,
+    },
+
+    /// The upload was restarted (a new upload under the same key began) while this request's
+    /// body streamed in; its bytes belong to the old upload and were not stored (`409`).
+    #[error("upload {identifier:?} was restarted while this chunk was being received")]
+    Restarted {
+        /// The client's upload identifier.
+        identifier: String,
+    },
+
+    /// The application refused the upload before its first byte was stored (the
+    /// [`on_create`](crate::ConfigBuilder::on_create) hook), with a status of its choosing.
+    #[error("upload refused: {reason}")]
+    Rejected {
+        /// The HTTP status to answer (400-499).
+        status: u16,
+        /// Why, as shown to the client.
+        reason: String,
     },
 
     /// A finalize request for an upload that still lacks chunks.
@@ -178,6 +213,122 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// A record of the store is damaged (a ledger, a description or a marker that does not
+    /// parse): the upload cannot be trusted and should be started over.
+    #[error("{what} of upload {key} is corrupt: {reason}")]
+    Corrupt {
+        /// Which record, e.g. `"ledger"`.
+        what: &'static str,
+        /// The upload's storage key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// At assembly, the stored bytes do not add up to what the upload declared.
+    #[error("upload {key}: {actual} bytes stored, {expected} declared")]
+    SizeMismatch {
+        /// The upload's storage key.
+        key: String,
+        /// Bytes the upload declared.
+        expected: u64,
+        /// Bytes found.
+        actual: u64,
+    },
+
+    /// The task handling a request failed (it panicked, or its runtime shut down).
+    #[error("the request's task failed: {reason}")]
+    TaskFailed {
+        /// What the runtime said.
+        reason: String,
+    },
+
+    /// An object-store request failed (the `s3` store).
+    #[error("object store: {op} {key}: {reason}")]
+    ObjectStore {
+        /// What was being done.
+        op: &'static str,
+        /// The object key involved.
+        key: String,
+        /// What the store answered.
+        reason: String,
+        /// Whether retrying may help (throttling, a timeout, a connection error).
+        transient: bool,
+    },
+}
+
+/// What is wrong with a parameter (see [`Error::BadRequest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// It is not there.
+    Missing,
+    /// It is empty.
+    Empty,
+    /// It is not valid UTF-8.
+    NotUtf8,
+    /// It is longer than allowed.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// It contains a control character.
+    ControlCharacter(char),
+    /// It is not a non-negative decimal integer.
+    NotAnInteger,
+    /// It is a negative integer.
+    Negative,
+    /// It is an integer too large for 64 bits.
+    Overflow,
+    /// It is an integer out of the range allowed.
+    OutOfRange {
+        /// The least value allowed.
+        first: u64,
+        /// The greatest value allowed.
+        last: u64,
+    },
+    /// No upload protocol recognises the request's parameters.
+    Unrecognised {
+        /// The protocols the endpoint speaks.
+        protocols: Vec<&'static str>,
+    },
+    /// Anything else, said in words (a geometry that does not add up, say).
+    Invalid(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing => f.write_str("missing"),
+            Problem::Empty => f.write_str("must not be empty"),
+            Problem::NotUtf8 => f.write_str("is not valid UTF-8"),
+            Problem::TooLong { len, max } => {
+                write!(f, "{len} bytes long, the limit is {max} bytes")
+            }
+            Problem::ControlCharacter(c) => write!(f, "contains the control character {c:?}"),
+            Problem::NotAnInteger => f.write_str("is not a non-negative integer"),
+            Problem::Negative => f.write_str("is negative, expected a non-negative integer"),
+            Problem::Overflow => write!(f, "is too large (the maximum is {})", u64::MAX),
+            Problem::OutOfRange { first, last } => write!(f, "is out of range {first}..={last}"),
+            Problem::Unrecognised { protocols } => write!(
+                f,
+                "no upload protocol recognised (this endpoint speaks {})",
+                protocols.join(", ")
+            ),
+            Problem::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// `"value" ` for messages, or nothing.
+fn quoted_value(value: &Option<String>) -> String {
+    match value {
+        Some(v) => format!("{v:?} "),
+        None => String::new(),
+    }
 }
 
 impl Error {
@@ -189,26 +340,42 @@ impl Error {
     /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete) | 400 |
     /// | [`NotFound`](Error::NotFound) | 404 |
     /// | [`BodyTooSlow`](Error::BodyTooSlow) | 408 |
-    /// | [`Conflict`](Error::Conflict), [`GeometryMismatch`](Error::GeometryMismatch) | 409 |
+    /// | [`Conflict`](Error::Conflict), [`GeometryMismatch`](Error::GeometryMismatch), [`ContentMismatch`](Error::ContentMismatch), [`Restarted`](Error::Restarted) | 409 |
     /// | [`TooLarge`](Error::TooLarge) | 413 |
     /// | [`Refused`](Error::Refused) | 415 |
     /// | [`TooManyUploads`](Error::TooManyUploads) | 429 |
-    /// | [`Busy`](Error::Busy) | 503 |
+    /// | [`Rejected`](Error::Rejected) | its own (400-499) |
+    /// | [`Busy`](Error::Busy), a transient [`ObjectStore`](Error::ObjectStore) failure | 503 |
     /// | [`Io`](Error::Io) with the disk full | 507 |
-    /// | other [`Io`](Error::Io), [`InvalidStorageKey`](Error::InvalidStorageKey) | 500 |
+    /// | other [`Io`](Error::Io), [`InvalidStorageKey`](Error::InvalidStorageKey), [`Corrupt`](Error::Corrupt), [`SizeMismatch`](Error::SizeMismatch), [`TaskFailed`](Error::TaskFailed), [`ObjectStore`](Error::ObjectStore) | 500 |
     pub fn status(&self) -> u16 {
         match self {
             Error::NoContent { .. } => 204,
             Error::BadRequest { .. } | Error::Incomplete { .. } => 400,
             Error::NotFound { .. } => 404,
             Error::BodyTooSlow { .. } => 408,
-            Error::Conflict { .. } | Error::GeometryMismatch { .. } => 409,
+            Error::Conflict { .. }
+            | Error::GeometryMismatch { .. }
+            | Error::ContentMismatch { .. }
+            | Error::Restarted { .. } => 409,
+            Error::Rejected { status, .. } => {
+                if (400..500).contains(status) {
+                    *status
+                } else {
+                    400
+                }
+            }
             Error::TooLarge { .. } => 413,
             Error::Refused { .. } => 415,
             Error::TooManyUploads { .. } => 429,
-            Error::Busy { .. } => 503,
+            Error::Busy { .. } | Error::ObjectStore { transient: true, .. } => 503,
             Error::Io { source, .. } if is_storage_full(source) => 507,
-            Error::Io { .. } | Error::InvalidStorageKey { .. } => 500,
+            Error::Io { .. }
+            | Error::InvalidStorageKey { .. }
+            | Error::Corrupt { .. }
+            | Error::SizeMismatch { .. }
+            | Error::TaskFailed { .. }
+            | Error::ObjectStore { .. } => 500,
         }
     }
 
@@ -222,6 +389,12 @@ impl Error {
                 | Error::Io { .. }
                 | Error::TooManyUploads { .. }
                 | Error::BodyTooSlow { .. }
+                | Error::Restarted { .. }
+                | Error::TaskFailed { .. }
+                | Error::ObjectStore {
+                    transient: true,
+                    ..
+                }
         )
     }
 
@@ -236,6 +409,15 @@ impl Error {
             Error::InvalidStorageKey { .. } => {
                 "the server's hash-name callback is misconfigured (details in its log)".to_owned()
             }
+            Error::Conflict { .. } => {
+                "a file of this name exists already and may not be replaced".to_owned()
+            }
+            Error::Corrupt { .. } | Error::SizeMismatch { .. } | Error::TaskFailed { .. } => {
+                "the server failed to handle the upload (details in its log)".to_owned()
+            }
+            Error::ObjectStore { op, .. } => {
+                format!("the server's storage could not {op} (details in its log)")
+            }
             other => other.to_string(),
         }
     }
@@ -244,16 +426,51 @@ impl Error {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Error::Busy { retry_after } => Some(*retry_after),
+            Error::ObjectStore {
+                transient: true, ..
+            } => Some(2),
             Error::TooManyUploads { .. } => Some(5),
             _ => None,
         }
     }
 
+    /// A bad request whose problem is said in words.
     pub(crate) fn bad(field: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::BadRequest {
             field: field.into(),
-            reason: reason.into(),
+            value: None,
+            problem: Problem::Invalid(reason.into()),
         }
+    }
+
+    /// A bad request with a problem of a known kind.
+    pub(crate) fn problem(field: impl Into<String>, problem: Problem) -> Error {
+        Error::BadRequest {
+            field: field.into(),
+            value: None,
+            problem,
+        }
+    }
+
+    /// A bad request quoting the value sent (cut to 64 characters).
+    pub(crate) fn bad_value(field: impl Into<String>, value: &str, problem: Problem) -> Error {
+        const MAX: usize = 64;
+        let value = if value.chars().count() <= MAX {
+            value.to_owned()
+        } else {
+            let head: String = value.chars().take(MAX).collect();
+            format!("{head}...")
+        };
+        Error::BadRequest {
+            field: field.into(),
+            value: Some(value),
+            problem,
+        }
+    }
+
+    /// A missing parameter.
+    pub(crate) fn missing(field: impl Into<String>) -> Error {
+        Error::problem(field, Problem::Missing)
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
@@ -307,7 +524,26 @@ mod tests {
                 },
                 413,
             ),
-            (Error::Conflict { path: "a".into() }, 409),
+            (
+                Error::Conflict {
+                    location: crate::Location::Path("a".into()),
+                },
+                409,
+            ),
+            (
+                Error::Rejected {
+                    status: 403,
+                    reason: "no".into(),
+                },
+                403,
+            ),
+            (
+                Error::Rejected {
+                    status: 200,
+                    reason: "no".into(),
+                },
+                400,
+            ),
             (
                 Error::Refused {
                     reason: "no".into(),
@@ -349,6 +585,15 @@ mod tests {
         );
         let bad = Error::bad("flowChunkNumber", "0 is out of range 1..=3");
         assert_eq!(bad.client_message(), bad.to_string());
+        let conflict = Error::Conflict {
+            location: crate::Location::Path("/srv/files/a.txt".into()),
+        };
+        assert!(!conflict.client_message().contains("/srv"));
+        let quoted = Error::bad_value("flowChunkNumber", "-5", Problem::Negative);
+        assert_eq!(
+            quoted.to_string(),
+            "flowChunkNumber: \"-5\" is negative, expected a non-negative integer"
+        );
     }
 
     #[test]

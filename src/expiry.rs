@@ -1,27 +1,20 @@
 //! Expiry: removing uploads that stopped, and leftovers of crashed requests.
 //!
-//! An upload is judged by its last activity (a chunk stored, a body streaming in, its
-//! assembly), never by the age of single chunk files as flow-php-server's `pruneChunks` does.
-//! The sweep never waits for a lock: an upload whose lock is held (being assembled, say) is
-//! skipped this time.
+//! An upload is judged by its last activity (a piece written or recorded, its assembly), never
+//! by the age of single files as flow-php-server's `pruneChunks` does. The sweep never waits
+//! for a lock: an upload whose lock is held (being assembled, say) is skipped this time, and so
+//! is an upload a live request is writing to, however slowly, and a body an adapter holds
+//! before knowing its upload.
 
-use std::fs;
-use std::io;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::error::{IoContext, Result};
-use crate::merge;
+use crate::error::Result;
 use crate::save::Uploads;
-use crate::store::local::INCOMING_DIR;
 
-/// A chunk staging file that nobody holds locked and that has not changed for this long is a
-/// crashed request's leftover (live ones are locked by their writer from creation to publication).
-const ORPHAN_GRACE: Duration = Duration::from_secs(10);
-/// The same for bodies adapters staged in the incoming folder, which stay unlocked for a moment
-/// between the adapter and the core.
+/// Bodies adapters staged before knowing their upload are locked while a request holds them;
+/// an unlocked one this old is a crashed request's leftover.
 const INCOMING_GRACE: Duration = Duration::from_secs(120);
 
 /// What a sweep removed.
@@ -29,9 +22,9 @@ const INCOMING_GRACE: Duration = Duration::from_secs(120);
 pub struct SweepReport {
     /// Uploads removed because they were idle longer than the expiry age.
     pub uploads_expired: u64,
-    /// Staging files of crashed requests removed (chunk bodies, assembly files).
+    /// Leftovers of crashed requests removed (staged bodies, interrupted assemblies).
     pub orphans_removed: u64,
-    /// Uploads skipped because a request held their lock.
+    /// Uploads skipped because a request held their lock or was writing to them.
     pub busy_skipped: u64,
     /// Bytes freed.
     pub bytes_freed: u64,
@@ -39,13 +32,14 @@ pub struct SweepReport {
 
 impl Uploads {
     /// Removes uploads idle for longer than [`Config::expire_after`](crate::Config::expire_after)
-    /// (assembled or not: an assembled upload's directory only holds its marker by then), and
-    /// the staging files of crashed requests. Safe to run at any time, from any process sharing
-    /// the temp dir, alongside live requests.
+    /// (assembled or not), and the leftovers of crashed requests. Safe to run at any time, from
+    /// any process sharing the store, alongside live requests. Blocking (file or network I/O
+    /// per upload): run it on a thread that may block; each adapter has a helper that runs it
+    /// periodically in the background.
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) when the temp dir cannot be listed; problems with single
-    /// entries are skipped so one bad entry cannot stop the sweep.
+    /// Storage failures listing the uploads; problems with single uploads are skipped so one
+    /// bad entry cannot stop the sweep.
     pub fn sweep(&self) -> Result<SweepReport> {
         self.sweep_idle(self.config().expire_after)
     }
@@ -55,27 +49,16 @@ impl Uploads {
     /// # Errors
     /// As [`sweep`](Self::sweep).
     pub fn sweep_idle(&self, idle: Duration) -> Result<SweepReport> {
-        let root = self.temp_dir().to_path_buf();
-        let now = SystemTime::now();
         self.progress().purge_expired();
+        let store = self.store();
         let mut report = SweepReport::default();
-        let entries = match fs::read_dir(&root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
-            Err(e) => return Err(crate::Error::io("list temp dir", &root, e)),
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name == INCOMING_DIR {
-                remove_orphans(&entry.path(), now, INCOMING_GRACE, &mut report);
-                continue;
-            }
-            if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
+        let (files, bytes) = store.clean_incoming(INCOMING_GRACE)?;
+        report.orphans_removed += files;
+        report.bytes_freed += bytes;
+        let now = SystemTime::now();
+        for key in store.keys()? {
             // Errors on one upload must not stop the sweep of the others.
-            let _ = self.sweep_upload(name, idle, now, &mut report);
+            let _ = self.sweep_upload(&key, idle, now, &mut report);
         }
         Ok(report)
     }
@@ -87,101 +70,26 @@ impl Uploads {
         now: SystemTime,
         report: &mut SweepReport,
     ) -> Result<()> {
-        let upload = self.store().upload(key);
-        let Some(lock) = upload.try_lock()? else {
+        let store = self.store();
+        let Some(lock) = store.try_lock(key)? else {
             report.busy_skipped += 1;
             return Ok(());
         };
-        if let Some(record) = upload.assembly_record()? {
-            // A crashed assembly: finish it if it was published, otherwise remove its file.
-            let staging_len = fs::metadata(&record.staging).map_or(0, |m| m.len());
-            if merge::recover(&upload, self.config())?.is_none() {
-                report.orphans_removed += 1;
-                report.bytes_freed += staging_len;
-            }
+        let activity = store.inspect(&lock)?;
+        report.orphans_removed += activity.orphans_removed;
+        report.bytes_freed += activity.bytes_freed;
+        if activity.live {
+            report.busy_skipped += 1;
+            return Ok(());
         }
-        remove_orphans(&upload.staging_dir(), now, ORPHAN_GRACE, report);
-        let last_activity = last_activity(&upload.path)?;
-        let age = now.duration_since(last_activity).unwrap_or_default();
+        let age = now
+            .duration_since(activity.last_activity)
+            .unwrap_or_default();
         if age > idle {
-            let bytes = dir_size(&upload.path);
-            fs::remove_dir_all(&upload.path).ctx("remove expired upload", &upload.path)?;
-            self.store().ledgers.forget(key);
+            report.bytes_freed += store.remove(&lock)?;
             self.forget(key);
             report.uploads_expired += 1;
-            report.bytes_freed += bytes;
         }
-        drop(lock);
         Ok(())
     }
-}
-
-/// The newest modification among the directory itself (chunks published, files created), its
-/// ledger and marker, and the staging folder and its files (bodies streaming in).
-fn last_activity(dir: &Path) -> Result<SystemTime> {
-    let mut newest = fs::metadata(dir)
-        .and_then(|m| m.modified())
-        .ctx("stat upload directory", dir)?;
-    let mut consider = |path: &Path| {
-        if let Ok(t) = fs::metadata(path).and_then(|m| m.modified()) {
-            newest = newest.max(t);
-        }
-    };
-    consider(&dir.join("ledger"));
-    consider(&dir.join("assembled.json"));
-    let staging = dir.join("staging");
-    consider(&staging);
-    if let Ok(entries) = fs::read_dir(&staging) {
-        for entry in entries.flatten() {
-            consider(&entry.path());
-        }
-    }
-    Ok(newest)
-}
-
-/// Removes staging files in `dir` that no live request holds and that are older than the grace
-/// period.
-fn remove_orphans(dir: &Path, now: SystemTime, grace: Duration, report: &mut SweepReport) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .unwrap_or_default();
-        if age < grace {
-            continue;
-        }
-        let Ok(file) = fs::File::open(&path) else {
-            continue;
-        };
-        if file.try_lock().is_err() {
-            continue; // a live request is writing it
-        }
-        if fs::remove_file(&path).is_ok() {
-            report.orphans_removed += 1;
-            report.bytes_freed += meta.len();
-        }
-    }
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }

@@ -96,6 +96,7 @@
 
 pub mod adapter;
 mod chunk;
+mod clock;
 mod config;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
@@ -103,6 +104,7 @@ pub mod conformance;
 pub mod dialect;
 mod error;
 mod expiry;
+mod limits;
 mod merge;
 mod progress;
 mod quota;
@@ -111,23 +113,29 @@ mod response;
 mod sanitize;
 mod save;
 mod store;
+mod upload;
 
 pub use chunk::{
     ChunkInfo, FieldNames, MAX_FILENAME_LEN, MAX_IDENTIFIER_LEN, MAX_RELATIVE_PATH_LEN, parse_u64,
 };
 pub use config::{
-    AssembledFn, Config, ConfigBuilder, ConflictPolicy, DestinationFn, HashNameFn, Limits,
-    PreprocessFn, UploadInfo, default_hash_name,
+    AssembledFn, Config, ConfigBuilder, CreateFn, DestinationFn, HashNameFn, Refusal,
+    default_hash_name,
 };
 pub use dialect::{Dialect, Dialects, Dropzone, FineUploader, Flow, Plupload, Resumable};
-pub use error::{Error, Limit, Result};
+pub use error::{Error, Limit, Problem, Result};
 pub use expiry::SweepReport;
-pub use merge::Assembled;
+pub use limits::Limits;
 pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
 pub use request::{ChunkBody, ChunkRequest, MAX_PARAM_LEN, Params, RawRequest, RequestKind};
 pub use response::Reply;
 pub use sanitize::{sanitize_filename, sanitize_relative_path};
 pub use save::{Begun, FORM_OVERHEAD, IncomingChunk, Outcome, Uploads};
+pub use store::{
+    Activity, Assembly, Capabilities, ConflictPolicy, LocalStore, Marker, Piece, PieceWriter,
+    PreprocessFn, Recorded, Store, Stored, Tally, UploadLock,
+};
+pub use upload::{Assembled, Location, UploadInfo};
 
 /// The README's examples, compiled as doctests (they use every adapter).
 #[cfg(all(doctest, feature = "axum", feature = "actix-web", feature = "hyper"))]

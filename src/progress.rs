@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::store::local::now_ms;
+use crate::clock::now_ms;
+use crate::upload::UploadInfo;
 
 /// Where an upload stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -361,16 +362,16 @@ impl ProgressMonitor {
 
     /// Whether `upload` is to be tracked (its declared size is not below the threshold) but is
     /// not yet: then [`observe`](Self::observe) should be told what is stored.
-    pub(crate) fn wants(&self, key: &str, upload: &crate::UploadInfo) -> bool {
+    pub(crate) fn wants(&self, key: &str, upload: &UploadInfo) -> bool {
         self.tracks(upload) && !self.is_tracked(key)
     }
 
-    fn tracks(&self, upload: &crate::UploadInfo) -> bool {
+    fn tracks(&self, upload: &UploadInfo) -> bool {
         upload.total_size.is_none_or(|s| s >= self.config.threshold)
     }
 
     /// Notes that upload `key` exists with `stored` bytes, creating its entry if untracked.
-    pub(crate) fn observe(&self, key: &str, upload: &crate::UploadInfo, stored: u64) {
+    pub(crate) fn observe(&self, key: &str, upload: &UploadInfo, stored: u64) {
         if !self.tracks(upload) {
             return;
         }
@@ -533,7 +534,7 @@ impl Drop for ChunkProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::UploadInfo;
+    use UploadInfo;
 
     fn info(scope: &str, id: &str, size: Option<u64>) -> UploadInfo {
         UploadInfo {

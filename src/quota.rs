@@ -1,18 +1,16 @@
 //! Per-scope quotas: how many unfinished uploads a scope may have, and how many bytes it may
 //! have stored but not yet assembled.
 //!
-//! Usage is counted in memory and seeded, on first use, from what the temp dir holds (so a
+//! Usage is counted in memory and seeded, on first use, from what the store holds (so a
 //! restart does not reset it). Each process counts the uploads it sees; with several servers
 //! sharing a temp dir, each enforces the quota on its own view, which the seeding keeps close.
 
 use std::collections::HashMap;
-use std::fs;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::config::Limits;
 use crate::error::{Error, Limit, Result};
-use crate::store::LocalStore;
-use crate::store::local::INCOMING_DIR;
+use crate::limits::Limits;
+use crate::store::Store;
 
 #[derive(Debug, Default)]
 pub(crate) struct Quotas {
@@ -23,7 +21,7 @@ pub(crate) struct Quotas {
 impl Quotas {
     fn lock(
         &self,
-        store: &LocalStore,
+        store: &dyn Store,
     ) -> MutexGuard<'_, Option<HashMap<String, HashMap<String, u64>>>> {
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
         if usage.is_none() {
@@ -36,7 +34,7 @@ impl Quotas {
     /// bytes over the pending-bytes quota. A no-op without quotas.
     pub(crate) fn check(
         &self,
-        store: &LocalStore,
+        store: &dyn Store,
         limits: &Limits,
         scope: &str,
         key: &str,
@@ -74,7 +72,7 @@ impl Quotas {
     /// Records that upload `key` of `scope` holds `bytes`.
     pub(crate) fn set(
         &self,
-        store: &LocalStore,
+        store: &dyn Store,
         limits: &Limits,
         scope: &str,
         key: &str,
@@ -104,30 +102,21 @@ impl Quotas {
     }
 }
 
-/// Usage from the temp dir: every unassembled upload, with the bytes of its chunks.
-fn seed(store: &LocalStore) -> HashMap<String, HashMap<String, u64>> {
+/// Usage from the store: every unassembled upload, with the bytes of its pieces.
+fn seed(store: &dyn Store) -> HashMap<String, HashMap<String, u64>> {
     let mut usage: HashMap<String, HashMap<String, u64>> = HashMap::new();
-    let Ok(entries) = fs::read_dir(store.root()) else {
-        return usage;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(key) = name.to_str() else { continue };
-        if key.starts_with('.') || key == INCOMING_DIR {
-            continue;
-        }
-        let upload = store.upload(key);
-        let (Ok(Some(meta)), Ok(None)) = (upload.meta(), upload.marker()) else {
+    for key in store.keys().unwrap_or_default() {
+        let Ok(Some(stored)) = store.load(&key) else {
             continue;
         };
-        let bytes = upload
-            .list_chunks()
-            .map(|chunks| chunks.iter().map(|&(_, len)| len).sum())
-            .unwrap_or(0);
+        if stored.assembled.is_some() {
+            continue;
+        }
+        let bytes = store.tally(&key).map_or(0, |t| t.bytes);
         usage
-            .entry(meta.upload.scope)
+            .entry(stored.upload.scope)
             .or_default()
-            .insert(key.to_owned(), bytes);
+            .insert(key, bytes);
     }
     usage
 }

@@ -12,9 +12,9 @@
 use std::fmt;
 use std::io::Read;
 
-use tempfile::TempPath;
+use tempfile::NamedTempFile;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 
 /// One request to the upload endpoint, as the core sees it.
 ///
@@ -47,10 +47,11 @@ pub trait ChunkRequest {
 pub enum ChunkBody {
     /// A stream, read with a small buffer straight into the upload's storage.
     Stream(Box<dyn Read + Send>),
-    /// A file already on disk (for instance a multipart part the adapter staged). Storing it is a
-    /// rename when it is on the same filesystem as the temp dir, a copy otherwise. The file is
-    /// deleted if it is not stored.
-    File(TempPath),
+    /// A file already on disk (for instance a multipart part the adapter staged with
+    /// [`Uploads::incoming_file`](crate::Uploads::incoming_file), which keeps it locked so the
+    /// sweep leaves it alone). Storing it is a kernel copy into place; the file is deleted
+    /// afterwards.
+    File(NamedTempFile),
 }
 
 impl ChunkBody {
@@ -69,7 +70,10 @@ impl fmt::Debug for ChunkBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChunkBody::Stream(_) => f.write_str("ChunkBody::Stream(..)"),
-            ChunkBody::File(path) => f.debug_tuple("ChunkBody::File").field(path).finish(),
+            ChunkBody::File(file) => f
+                .debug_tuple("ChunkBody::File")
+                .field(&file.path())
+                .finish(),
         }
     }
 }
@@ -108,13 +112,10 @@ impl Params {
                 None => (pair, &pair[..0]),
             };
             let name = decode_component(name).map_err(|_| {
-                Error::bad(
-                    String::from_utf8_lossy(name).into_owned(),
-                    "parameter name is not valid UTF-8",
-                )
+                Error::problem(String::from_utf8_lossy(name).into_owned(), Problem::NotUtf8)
             })?;
             let value = decode_component(value)
-                .map_err(|_| Error::bad(name.clone(), "value is not valid UTF-8"))?;
+                .map_err(|_| Error::problem(name.clone(), Problem::NotUtf8))?;
             self.insert(name, value)?;
         }
         Ok(())
@@ -138,12 +139,12 @@ impl Params {
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) -> Result<()> {
         let (name, value) = (name.into(), value.into());
         if value.len() > MAX_PARAM_LEN {
-            return Err(Error::bad(
+            return Err(Error::problem(
                 name,
-                format!(
-                    "value of {} bytes is longer than the {MAX_PARAM_LEN} bytes allowed",
-                    value.len()
-                ),
+                Problem::TooLong {
+                    len: value.len(),
+                    max: MAX_PARAM_LEN,
+                },
             ));
         }
         self.pairs.push((name, value));
@@ -158,7 +159,7 @@ impl Params {
         let name = name.into();
         match String::from_utf8(value) {
             Ok(value) => self.insert(name, value),
-            Err(_) => Err(Error::bad(name, "value is not valid UTF-8")),
+            Err(_) => Err(Error::problem(name, Problem::NotUtf8)),
         }
     }
 

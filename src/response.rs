@@ -55,7 +55,7 @@ impl Reply {
                 "status": "assembled",
                 "fresh": fresh,
                 "file": {
-                    "name": file.path.file_name().map(|n| n.to_string_lossy()),
+                    "name": file.location.file_name(),
                     "size": file.size,
                 },
             }),

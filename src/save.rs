@@ -1,24 +1,28 @@
 //! [`Uploads`]: the entry point. [`Uploads::save`] handles one request (test or upload) and,
 //! when the upload is complete, assembles it exactly once; [`Uploads::finalize`] is the same
 //! completion for widgets that send a separate "done" request.
+//!
+//! This module keeps the sequencing only: validate, lock, start the upload, open the piece,
+//! stream its bytes, record it, complete? then assemble once, then hooks, progress and quotas.
+//! How bytes and state are kept is the [`Store`]'s business.
 
-use std::io::{self, Read, Write};
-use std::path::Path;
-use std::sync::Arc;
+use std::any::Any;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tempfile::{NamedTempFile, TempPath};
+use tempfile::NamedTempFile;
 
 use crate::chunk::ChunkInfo;
-use crate::config::{Config, UploadInfo};
-use crate::error::{Error, IoContext, Limit, Result};
-use crate::merge::{self, Assembled};
+use crate::config::{Config, StoreChoice};
+use crate::error::{Error, Limit, Result};
+use crate::merge;
 use crate::progress::{ChunkProgress, ProgressMonitor};
 use crate::quota::Quotas;
 use crate::request::{ChunkBody, ChunkRequest};
-use crate::store::ledger::Tally;
-use crate::store::local::now_ms;
-use crate::store::{LocalStore, Meta, StagedChunk, UploadDir};
+use crate::store::{LocalStore, Piece, PieceWriter, Recorded, Store, Stored, Tally, UploadLock};
+use crate::upload::{Assembled, UploadInfo};
 
 /// Buffer a streamed body is read through.
 const COPY_BUFFER: usize = 64 * 1024;
@@ -37,7 +41,7 @@ pub enum Outcome {
         /// The chunk number as the widget counts.
         chunk: u64,
     },
-    /// Upload: the chunk is stored; the file is not complete yet.
+    /// Upload: the chunk is stored (or was, with the same bytes); the file is not complete yet.
     ChunkStored {
         /// The chunk number as the widget counts.
         chunk: u64,
@@ -50,7 +54,8 @@ pub enum Outcome {
     Assembled {
         /// The assembled file.
         file: Assembled,
-        /// Whether this request did the assembly (`false`: it had been done before).
+        /// Whether this request did the assembly (`false`: it had been done before, and this
+        /// request's bytes are the same as the file's).
         fresh: bool,
     },
 }
@@ -58,27 +63,28 @@ pub enum Outcome {
 /// What [`Uploads::begin`] found.
 #[derive(Debug)]
 pub enum Begun {
-    /// The request is answered without a body: a test request, or a chunk of an upload
-    /// assembled already.
+    /// The request is answered without a body (a test request).
     Done(Outcome),
     /// An upload whose chunk is to be written to this, then finished.
     Receiving(IncomingChunk),
 }
 
-/// A chunk being received: its bytes go straight into a staging file of its upload (counted
-/// by the progress monitor as they arrive); [`finish`](Self::finish) publishes it. Dropped
-/// unfinished, it leaves nothing behind.
+/// A chunk being received: its bytes go straight to the store (counted by the progress monitor
+/// as they arrive); [`finish`](Self::finish) records it. Dropped unfinished, it leaves nothing
+/// that counts.
 #[derive(Debug)]
 pub struct IncomingChunk {
     uploads: Uploads,
-    upload: UploadDir,
+    writer: Box<dyn PieceWriter>,
     info: ChunkInfo,
     scope: String,
+    key: String,
     declared: Option<u64>,
+    /// The size every chunk of an in-order upload without a declared chunk size must have
+    /// (the first chunk's), the last one excepted, which may be shorter.
+    uniform: Option<u64>,
     max: u64,
     file_cap: Option<u64>,
-    staging: Option<NamedTempFile>,
-    len: u64,
     progress: ChunkProgress,
 }
 
@@ -90,67 +96,73 @@ impl IncomingChunk {
 
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
-        self.len
+        self.writer.len()
     }
 
     /// Whether nothing has been written yet.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.writer.is_empty()
     }
 
-    /// Appends the next bytes of the body. Blocking, but brief: a write to the staging file.
+    /// Appends the next bytes of the body. Blocking, but brief: a write to storage.
     ///
     /// # Errors
     /// [`Error::BadRequest`] or [`Error::TooLarge`] once the body is longer than declared or
     /// allowed (stop sending it; the chunk is discarded when dropped), [`Error::Io`] when the
-    /// staging file cannot be written (507 when the disk is full).
+    /// bytes cannot be stored (507 when the disk is full).
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let len = self.len.saturating_add(bytes.len() as u64);
-        if len > self.max {
-            let limits = &self.uploads.inner.config.limits;
-            return Err(match (self.declared, self.file_cap) {
-                (None, Some(limit)) => Error::TooLarge {
-                    limit_kind: Limit::FileSize,
-                    value: len,
-                    limit,
-                },
-                _ => body_too_long(self.declared, len, limits.max_chunk_size),
-            });
-        }
-        let file = match &mut self.staging {
-            Some(file) => file,
-            None => self.staging.insert(self.upload.staging_file()?),
-        };
-        file.write_all(bytes)
-            .ctx("write chunk staging file", file.path())?;
-        self.len = len;
+        let len = self.writer.len().saturating_add(bytes.len() as u64);
+        self.check_len(len)?;
+        self.writer.write(bytes)?;
         self.progress.add(bytes.len() as u64);
         Ok(())
     }
 
-    /// The body is complete: checks its length, publishes the chunk and, when it completes the
-    /// upload, assembles the file. Blocking (an assembly copies the whole file).
+    /// The body is complete: checks its length, records the chunk and, when it completes the
+    /// upload, assembles the file. Blocking.
     ///
     /// # Errors
     /// As [`Uploads::save`].
-    pub fn finish(mut self) -> Result<Outcome> {
-        let file = match self.staging.take() {
-            Some(file) => file,
-            None => self.upload.staging_file()?,
-        };
-        let sync = self.uploads.inner.config.sync_chunks;
-        let staged = StagedChunk::new(file, self.len, sync)?;
+    pub fn finish(self) -> Result<Outcome> {
         let uploads = self.uploads.clone();
-        uploads.publish(self, staged)
+        uploads.publish(self)
     }
 
-    /// Finishes with a body already on disk instead of written bytes (a rename when it is on
-    /// the temp dir's filesystem).
-    fn finish_with_file(self, body: TempPath) -> Result<Outcome> {
-        let sync = self.uploads.inner.config.sync_chunks;
-        let staged = self.upload.stage_file(body, sync)?;
-        let uploads = self.uploads.clone();
-        uploads.publish(self, staged)
+    /// Finishes with a body already on disk instead of written bytes (a kernel copy).
+    fn finish_with_file(mut self, mut body: NamedTempFile) -> Result<Outcome> {
+        let len = body
+            .as_file()
+            .metadata()
+            .map_err(|e| Error::io("stat chunk body", body.path(), e))?
+            .len();
+        self.check_len(len)?;
+        let path = body.path().to_path_buf();
+        let n = self.writer.write_file(body.as_file_mut(), &path)?;
+        self.progress.add(n);
+        drop(body);
+        self.finish()
+    }
+
+    fn check_len(&self, len: u64) -> Result<()> {
+        if len <= self.max {
+            return Ok(());
+        }
+        let limits = &self.uploads.inner.config.limits;
+        Err(match (self.declared, self.file_cap, self.uniform) {
+            (None, _, Some(first)) => Error::bad(
+                "body",
+                format!(
+                    "longer than chunk 0 ({first} bytes): every chunk but the last has the \
+                     size of the first, and the last no more"
+                ),
+            ),
+            (None, Some(limit), None) => Error::TooLarge {
+                limit_kind: Limit::FileSize,
+                value: len,
+                limit,
+            },
+            _ => body_too_long(self.declared, len, limits.max_chunk_size),
+        })
     }
 }
 
@@ -185,8 +197,8 @@ impl IncomingChunk {
 ///     match uploads.save(&mut request)? {
 ///         Outcome::ChunkStored { chunks_present, .. } => assert_eq!(chunks_present, 1),
 ///         Outcome::Assembled { file, .. } => {
-///             assert_eq!(std::fs::read(&file.path).unwrap(), data);
-///             assert!(file.path.ends_with("files/hello.txt"));
+///             assert_eq!(std::fs::read(file.path().unwrap()).unwrap(), data);
+///             assert!(file.path().unwrap().ends_with("files/hello.txt"));
 ///         }
 ///         other => panic!("unexpected {other:?}"),
 ///     }
@@ -199,47 +211,87 @@ pub struct Uploads {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     config: Config,
-    store: LocalStore,
+    store: Arc<dyn Store>,
+    temp_dir: Option<PathBuf>,
     progress: ProgressMonitor,
     quotas: Quotas,
-    /// Request bodies the adapters may read at once.
-    #[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
-    body_slots: tokio::sync::Semaphore,
+    /// State adapters keep per `Uploads` ([`Uploads::shared_state`]).
+    shared: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploads")
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Uploads {
-    /// Creates the temp dir if needed and returns the handler.
+    /// Makes the store (for the local store, creates the temp dir if needed) and returns the
+    /// handler.
     ///
     /// # Errors
     /// [`Error::Io`] when the temp dir cannot be created.
     pub fn new(config: Config) -> Result<Uploads> {
-        std::fs::create_dir_all(&config.temp_dir).ctx("create temp dir", &config.temp_dir)?;
-        let store = LocalStore::new(config.temp_dir.clone());
+        let (store, temp_dir): (Arc<dyn Store>, _) = match &config.store {
+            StoreChoice::Local {
+                temp_dir,
+                destination_dir,
+            } => (
+                Arc::new(LocalStore::new(temp_dir.clone(), destination_dir.clone())?),
+                Some(temp_dir.clone()),
+            ),
+            StoreChoice::Given(store) => (Arc::clone(store), None),
+        };
         let progress = ProgressMonitor::new(config.progress);
         Ok(Uploads {
             inner: Arc::new(Inner {
-                #[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
-                body_slots: tokio::sync::Semaphore::new(config.max_concurrent_bodies),
                 config,
                 store,
+                temp_dir,
                 progress,
                 quotas: Quotas::default(),
+                shared: Mutex::new(Vec::new()),
             }),
         })
-    }
-
-    /// The slots of request bodies the adapters read at once.
-    #[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
-    pub(crate) fn body_slots(&self) -> &tokio::sync::Semaphore {
-        &self.inner.body_slots
     }
 
     /// The progress monitor: per-upload and per-scope reports.
     pub fn progress(&self) -> &ProgressMonitor {
         &self.inner.progress
+    }
+
+    /// The store uploads are kept in.
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    /// The temp dir, when the uploads are kept in a [`LocalStore`].
+    pub fn temp_dir(&self) -> Option<&Path> {
+        self.inner.temp_dir.as_deref()
+    }
+
+    /// A value of type `T` kept with these uploads and shared by every clone, made by `init`
+    /// the first time it is asked for. Adapters keep their per-application state here (the
+    /// bundled ones: the slots of request bodies read at once).
+    pub fn shared_state<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut shared = self
+            .inner
+            .shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for value in shared.iter() {
+            if let Ok(found) = Arc::clone(value).downcast::<T>() {
+                return found;
+            }
+        }
+        let value = Arc::new(init());
+        shared.push(Arc::clone(&value) as Arc<dyn Any + Send + Sync>);
+        value
     }
 
     /// Refuses a request body of `len` bytes (its `Content-Length`) before reading it, when it
@@ -274,27 +326,27 @@ impl Uploads {
         &self.inner.config
     }
 
-    pub(crate) fn store(&self) -> &LocalStore {
-        &self.inner.store
-    }
-
     /// Handles one request.
     ///
     /// - A test request answers [`Outcome::ChunkPresent`] or [`Error::NoContent`]; when the chunk
     ///   it asks about completes a fully stored upload, it assembles it
-    ///   ([`Outcome::Assembled`]).
-    /// - An upload validates the chunk, streams its body to a staging file, publishes it
-    ///   atomically and, when every chunk is present and the sizes add up, assembles the file
-    ///   exactly once (other requests for the same upload answer `Assembled` with
-    ///   `fresh: false`).
+    ///   ([`Outcome::Assembled`]). For an upload that was assembled already it answers
+    ///   `NoContent`, so the widget sends the bytes: the same bytes are then answered
+    ///   `Assembled` with `fresh: false` (no second file), a changed file is stored anew.
+    /// - An upload validates the chunk, streams its body into the store and records it once
+    ///   all its bytes are there; when every chunk is present and the sizes add up it assembles
+    ///   the file exactly once. A chunk sent again with the same bytes changes nothing; with
+    ///   other bytes it is refused ([`Error::ContentMismatch`]), unless the upload was
+    ///   assembled, in which case the changed file starts a new upload under the same
+    ///   identifier, published under the conflict policy.
     ///
     /// Blocking: it does file I/O and may wait for the upload's lock, so call it from a thread
     /// that may block (`spawn_blocking` in async servers).
     ///
     /// # Errors
     /// [`Error::NoContent`] (test: absent), [`Error::BadRequest`], [`Error::TooLarge`],
-    /// [`Error::GeometryMismatch`], [`Error::Conflict`], [`Error::Busy`], [`Error::Io`]; see
-    /// [`Error::status`] for the HTTP status of each.
+    /// [`Error::GeometryMismatch`], [`Error::ContentMismatch`], [`Error::Conflict`],
+    /// [`Error::Busy`], [`Error::Io`]; see [`Error::status`] for the HTTP status of each.
     pub fn save(&self, request: &mut dyn ChunkRequest) -> Result<Outcome> {
         let mut chunk = match self.begin(request)? {
             Begun::Done(outcome) => return Ok(outcome),
@@ -322,7 +374,7 @@ impl Uploads {
                 }
                 chunk.finish()
             }
-            ChunkBody::File(path) => chunk.finish_with_file(path),
+            ChunkBody::File(file) => chunk.finish_with_file(file),
         }
     }
 
@@ -337,11 +389,12 @@ impl Uploads {
     /// As [`save`](Self::save), for everything that can be decided before the body.
     pub fn begin(&self, request: &mut dyn ChunkRequest) -> Result<Begun> {
         let info = self.chunk_info(request)?;
-        let upload = self.upload_dir(request.scope(), &info.identifier)?;
+        let key = self.key(request.scope(), &info.identifier)?;
         if info.is_test {
-            return self.test(&upload, &info).map(Begun::Done);
+            return self.test(&key, &info).map(Begun::Done);
         }
-        self.begin_upload(request.scope(), upload, info)
+        self.begin_upload(request.scope(), key, info)
+            .map(Begun::Receiving)
     }
 
     /// Parses and validates a request without touching storage: the checks [`save`](Self::save)
@@ -363,28 +416,28 @@ impl Uploads {
     /// [`Error::NotFound`] when the scope has no such upload, [`Error::Incomplete`] when chunks
     /// are missing, and the I/O and conflict errors of assembly.
     pub fn finalize(&self, scope: &str, identifier: &str) -> Result<Outcome> {
-        let upload = self.upload_dir(scope, identifier)?;
+        let key = self.key(scope, identifier)?;
+        let store = self.store();
         let not_found = || Error::NotFound {
             identifier: identifier.to_owned(),
         };
-        let Some(_lock) = upload.lock_existing(self.inner.config.lock_timeout)? else {
+        if store.load(&key)?.is_none() {
             return Err(not_found());
-        };
-        let meta = upload.meta()?.ok_or_else(not_found)?;
-        if let Some(done) = self.already_assembled(&upload, &meta)? {
+        }
+        let lock = store.lock(&key, self.inner.config.lock_timeout)?;
+        let stored = store.load(&key)?.ok_or_else(not_found)?;
+        if let Some(done) = self.already_assembled(&stored) {
             return Ok(done);
         }
-        let tally = upload.tally(&self.inner.store.ledgers, meta.upload.total_chunks)?;
-        if is_complete(tally, &meta.upload)
-            && let Some(file) = self.assemble(&upload, &meta)?
-        {
+        let tally = store.tally(&key)?;
+        if is_complete(tally, &stored.upload) {
+            let file = self.assemble(&lock, &stored, tally)?;
             return Ok(Outcome::Assembled { file, fresh: true });
         }
-        let tally = upload.tally(&self.inner.store.ledgers, meta.upload.total_chunks)?;
         Err(Error::Incomplete {
             identifier: identifier.to_owned(),
             present: tally.present,
-            total: meta.upload.total_chunks,
+            total: stored.upload.total_chunks,
         })
     }
 
@@ -399,22 +452,19 @@ impl Uploads {
         self.finalize(request.scope(), identifier)
     }
 
-    /// A new staging file inside the temp dir for a body that arrives before the parameters
-    /// naming its upload (a multipart form whose file part precedes its fields). Hand it to
-    /// [`save`](Self::save) as [`ChunkBody::File`]; storing it is then a rename.
+    /// A new file for a body that arrives before the parameters naming its upload (a multipart
+    /// form whose file part precedes its fields). It stays locked while held, so the sweep
+    /// leaves it alone; hand it to [`save`](Self::save) as [`ChunkBody::File`], which copies it
+    /// into place in the kernel.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be created.
     pub fn incoming_file(&self) -> Result<NamedTempFile> {
-        self.inner.store.incoming_file()
+        self.store().incoming()
     }
 
-    /// The temp dir.
-    pub fn temp_dir(&self) -> &Path {
-        self.inner.store.root()
-    }
-
-    fn upload_dir(&self, scope: &str, identifier: &str) -> Result<UploadDir> {
+    /// The storage key of `identifier` in `scope`, checked.
+    pub(crate) fn key(&self, scope: &str, identifier: &str) -> Result<String> {
         let key = self.inner.config.storage_key(scope, identifier);
         if key.is_empty()
             || key.len() > 128
@@ -424,57 +474,44 @@ impl Uploads {
         {
             return Err(Error::InvalidStorageKey { key });
         }
-        Ok(self.inner.store.upload(&key))
+        Ok(key)
     }
 
-    fn test(&self, upload: &UploadDir, info: &ChunkInfo) -> Result<Outcome> {
+    fn test(&self, key: &str, info: &ChunkInfo) -> Result<Outcome> {
+        let store = self.store();
         let absent = || Error::NoContent {
             chunk: info.chunk_number(),
             identifier: info.identifier.clone(),
         };
-        let expected = info.body_size();
-        let len = match upload.chunk_len(info.index)? {
-            Some(len) if expected.is_none_or(|e| e == len) => len,
-            _ => {
-                // Not stored, or stored with other sizes. It may still have been assembled and
-                // its chunks deleted.
-                return match upload.meta()? {
-                    Some(meta) => {
-                        check_geometry(&meta.upload, info)?;
-                        self.already_assembled(upload, &meta)?.ok_or_else(absent)
-                    }
-                    None => Err(absent()),
-                };
+        // An assembled upload is "absent" too: if the widget sends a changed file under the
+        // same identifier, its bytes must come (the same bytes are then recognised).
+        let present = |stored: &Stored| -> Result<bool> {
+            if stored.assembled.is_some() {
+                return Ok(false);
             }
+            check_geometry(&stored.upload, info)?;
+            let size = store.recorded(key, info.index)?;
+            Ok(size.is_some_and(|len| info.body_size().is_none_or(|e| e == len)))
         };
-        let Some(_lock) = upload.lock_existing(self.inner.config.lock_timeout)? else {
+        let Some(stored) = store.load(key)? else {
             return Err(absent());
         };
-        let Some(meta) = upload.meta()? else {
+        if !present(&stored)? {
+            return Err(absent());
+        }
+        let lock = store.lock(key, self.inner.config.lock_timeout)?;
+        let Some(stored) = store.load(key)? else {
             return Err(absent());
         };
-        check_geometry(&meta.upload, info)?;
-        if let Some(done) = self.already_assembled(upload, &meta)? {
-            return Ok(done);
+        if !present(&stored)? {
+            return Err(absent());
         }
-        let ledgers = &self.inner.store.ledgers;
-        let total = meta.upload.total_chunks;
-        let mut tally = upload.tally(ledgers, total)?;
-        self.inner
-            .progress
-            .observe(&upload.key, &meta.upload, tally.bytes);
-        if !ledgers.has(&upload.key, info.index) {
-            // Present on disk but unknown to the ledger (a ledger lost by hand, say): repair.
-            let ledger = upload.ledger_path();
-            tally = ledgers
-                .record(&upload.key, &ledger, total, info.index, len)
-                .ctx("append to ledger", &ledger)?;
-        }
-        if is_complete(tally, &meta.upload)
-            && let Some(file) = self.assemble(upload, &meta)?
-        {
+        let tally = store.tally(key)?;
+        self.inner.progress.observe(key, &stored.upload, tally.bytes);
+        if is_complete(tally, &stored.upload) {
             // A resumed upload whose last missing piece was already there: complete it now
             // (the Python flowjs never does, and the upload is lost).
+            let file = self.assemble(&lock, &stored, tally)?;
             return Ok(Outcome::Assembled { file, fresh: true });
         }
         Ok(Outcome::ChunkPresent {
@@ -483,112 +520,163 @@ impl Uploads {
     }
 
     /// Everything an upload request needs before its body: the upload started (or the chunk
-    /// checked against it), quotas, progress.
-    fn begin_upload(&self, scope: &str, upload: UploadDir, info: ChunkInfo) -> Result<Begun> {
+    /// checked against it), quotas, progress, the piece opened in the store.
+    fn begin_upload(&self, scope: &str, key: String, info: ChunkInfo) -> Result<IncomingChunk> {
         let config = &self.inner.config;
         let limits = &config.limits;
-        let (store, progress, quotas) =
-            (&self.inner.store, &self.inner.progress, &self.inner.quotas);
+        let (store, progress, quotas) = (self.store(), &self.inner.progress, &self.inner.quotas);
         let declared = info.body_size();
 
-        if info.in_order && info.index == 0 {
-            // A first chunk that can only mean a new upload under the same key (Plupload keys
-            // uploads by file name): forget what is stored, assembled or not.
-            let _lock = upload.lock(config.lock_timeout)?;
-            if upload.meta()?.is_some() {
-                merge::recover(&upload, config)?;
-                upload.reset(&store.ledgers)?;
-                self.forget(&upload.key);
+        let lock = store.lock(&key, config.lock_timeout)?;
+        let mut stored = store.load(&key)?;
+        if let Some(s) = &stored {
+            let restart = if s.assembled.is_some() {
+                // Another file under an identifier that was assembled: a new upload.
+                check_geometry(&s.upload, &info).is_err()
+            } else {
+                // A first chunk that can only mean a new upload under the same key (Plupload
+                // keys uploads by file name).
+                info.in_order && info.index == 0 && info.total_chunks > 1
+            };
+            if restart {
+                store.reset(&lock)?;
+                self.forget(&key);
+                stored = None;
+            } else if s.assembled.is_none() {
+                check_geometry(&s.upload, &info)?;
             }
         }
-        quotas.check(store, limits, scope, &upload.key, declared.unwrap_or(0))?;
-        let meta = match upload.meta()? {
-            Some(meta) => meta,
-            None => {
-                let _lock = upload.lock(config.lock_timeout)?;
-                self.start(&upload, &info, scope)?
-            }
+        quotas.check(store, limits, scope, &key, declared.unwrap_or(0))?;
+        let stored = match stored {
+            Some(stored) => stored,
+            None => self.start(&lock, &info, scope, &key)?,
         };
-        check_geometry(&meta.upload, &info)?;
-        if let Some(done) = self.already_assembled(&upload, &meta)? {
-            return Ok(Begun::Done(done));
-        }
-        let ledgers = &store.ledgers;
-        if progress.wants(&upload.key, &meta.upload) {
+        let tally = store.tally(&key)?;
+        if progress.wants(&key, &stored.upload) {
             // First sight of this upload in this process (new, or resumed after a restart).
-            let stored = upload.tally(ledgers, meta.upload.total_chunks)?.bytes;
-            progress.observe(&upload.key, &meta.upload, stored);
+            progress.observe(&key, &stored.upload, tally.bytes);
         }
-        let chunk_progress = progress.chunk(&upload.key, ledgers.has(&upload.key, info.index));
+        let (offset, uniform) = self.placement(&key, &info)?;
+        let duplicate = stored.assembled.is_some() || store.recorded(&key, info.index)?.is_some();
+        let writer = store.open_piece(
+            &lock,
+            &stored,
+            Piece {
+                index: info.index,
+                offset,
+                len: declared,
+            },
+        )?;
+        drop(lock);
+        let chunk_progress = progress.chunk(&key, duplicate);
         // Without a declared size, a body may be as long as a chunk may be, and no longer than
         // a file may be when the chunk is the whole file.
         let file_cap = limits
             .max_file_size
-            .filter(|&f| meta.upload.total_chunks == 1 && f < limits.max_chunk_size);
-        let max = declared.unwrap_or(file_cap.unwrap_or(limits.max_chunk_size));
-        Ok(Begun::Receiving(IncomingChunk {
+            .filter(|&f| info.total_chunks == 1 && f < limits.max_chunk_size);
+        let max = declared
+            .or(uniform)
+            .unwrap_or(file_cap.unwrap_or(limits.max_chunk_size));
+        Ok(IncomingChunk {
             uploads: self.clone(),
-            upload,
+            writer,
             info,
             scope: scope.to_owned(),
+            key,
             declared,
+            uniform,
             max,
             file_cap,
-            staging: None,
-            len: 0,
             progress: chunk_progress,
-        }))
+        })
     }
 
-    /// Publishes a staged chunk (checked against what was declared), and assembles the file if
-    /// that completes it.
-    fn publish(&self, chunk: IncomingChunk, staged: StagedChunk) -> Result<Outcome> {
+    /// Where the chunk's bytes go, and for an in-order upload without a declared chunk size,
+    /// the size of its first chunk (every other chunk has it, the last one at most).
+    fn placement(&self, key: &str, info: &ChunkInfo) -> Result<(u64, Option<u64>)> {
+        if let Some(offset) = info.offset() {
+            return Ok((offset, None));
+        }
+        if info.total_chunks == 1 || info.index == 0 {
+            return Ok((0, None));
+        }
+        if !info.in_order {
+            return Err(Error::bad(
+                &info.names.chunk_size,
+                "missing: an upload of several chunks must declare its chunk size",
+            ));
+        }
+        let Some(first) = self.store().recorded(key, 0)? else {
+            return Err(Error::bad(
+                &info.names.chunk_number,
+                format!(
+                    "chunk {} came before chunk 0: this widget sends chunks in order",
+                    info.chunk_number()
+                ),
+            ));
+        };
+        let offset = info.index.checked_mul(first).ok_or_else(|| {
+            Error::bad(&info.names.chunk_number, "the chunk's offset is past u64::MAX")
+        })?;
+        Ok((offset, Some(first)))
+    }
+
+    /// Checks a received chunk against what was declared, records it and, if that completes
+    /// the upload, assembles the file.
+    fn publish(&self, chunk: IncomingChunk) -> Result<Outcome> {
         let config = &self.inner.config;
         let limits = &config.limits;
-        let (store, progress, quotas) =
-            (&self.inner.store, &self.inner.progress, &self.inner.quotas);
+        let (store, progress, quotas) = (self.store(), &self.inner.progress, &self.inner.quotas);
         let IncomingChunk {
-            upload,
+            writer,
             info,
             scope,
+            key,
             declared,
+            uniform,
             progress: chunk_progress,
             ..
         } = chunk;
+        let len = writer.len();
         match declared {
-            Some(expected) if staged.len != expected => {
-                return Err(if staged.len > expected {
-                    body_too_long(declared, staged.len, limits.max_chunk_size)
+            Some(expected) if len != expected => {
+                return Err(if len > expected {
+                    body_too_long(declared, len, limits.max_chunk_size)
                 } else {
-                    Error::bad(
-                        "body",
-                        format!("{} bytes received, {expected} declared", staged.len),
-                    )
+                    Error::bad("body", format!("{len} bytes received, {expected} declared"))
                 });
             }
-            None if staged.len > limits.max_chunk_size => {
-                return Err(body_too_long(None, staged.len, limits.max_chunk_size));
+            None if len > limits.max_chunk_size => {
+                return Err(body_too_long(None, len, limits.max_chunk_size));
             }
             _ => {}
         }
-
-        let _lock = upload.lock(config.lock_timeout)?;
-        let meta = match upload.meta()? {
-            Some(meta) => meta,
-            // Swept while the body streamed in (it was idle past the expiry): start again.
-            None => self.start(&upload, &info, &scope)?,
-        };
-        check_geometry(&meta.upload, &info)?;
-        if let Some(done) = self.already_assembled(&upload, &meta)? {
-            return Ok(done);
+        if let Some(first) = uniform
+            && info.index + 1 < info.total_chunks
+            && len != first
+        {
+            return Err(Error::bad(
+                "body",
+                format!(
+                    "chunk {} has {len} bytes but chunk 0 has {first}: every chunk but the \
+                     last must have the same size",
+                    info.chunk_number()
+                ),
+            ));
         }
-        let ledgers = &store.ledgers;
-        if meta.upload.total_size.is_none()
+
+        let lock = store.lock(&key, config.lock_timeout)?;
+        let restarted = || Error::Restarted {
+            identifier: info.identifier.clone(),
+        };
+        let mut current = store.load(&key)?.ok_or_else(restarted)?;
+        if current.upload.total_size.is_none()
+            && current.assembled.is_none()
             && let Some(max) = limits.max_file_size
         {
-            let tally = upload.tally(ledgers, meta.upload.total_chunks)?;
-            let replaced = ledgers.size_of(&upload.key, info.index).unwrap_or(0);
-            let total = tally.bytes - replaced + staged.len;
+            let tally = store.tally(&key)?;
+            let replaced = store.recorded(&key, info.index)?.unwrap_or(0);
+            let total = tally.bytes - replaced + len;
             if total > max {
                 return Err(Error::TooLarge {
                     limit_kind: Limit::FileSize,
@@ -597,85 +685,117 @@ impl Uploads {
                 });
             }
         }
-        let tally = upload.publish_chunk(ledgers, meta.upload.total_chunks, info.index, staged)?;
-        progress.stored(&upload.key, tally.bytes);
-        drop(chunk_progress);
-        quotas.set(store, limits, &scope, &upload.key, tally.bytes);
-        let mut tally = tally;
-        if is_complete(tally, &meta.upload) {
-            if let Some(file) = self.assemble(&upload, &meta)? {
-                return Ok(Outcome::Assembled { file, fresh: true });
+        let mut writer = writer;
+        let tally = loop {
+            match writer.commit(&lock, &current, config.sync_chunks)? {
+                Recorded::Stored(tally) => break tally,
+                Recorded::Same(tally) => {
+                    if current.assembled.is_some() {
+                        return Ok(self
+                            .already_assembled(&current)
+                            .expect("the upload is assembled"));
+                    }
+                    break tally;
+                }
+                Recorded::Differs(back) if current.assembled.is_some() => {
+                    // A changed file under an identifier that was assembled: a new upload.
+                    store.reset(&lock)?;
+                    self.forget(&key);
+                    quotas.check(store, limits, &scope, &key, len)?;
+                    current = self.start(&lock, &info, &scope, &key)?;
+                    progress.observe(&key, &current.upload, 0);
+                    writer = back;
+                }
+                Recorded::Differs(_) => {
+                    return Err(Error::ContentMismatch {
+                        identifier: info.identifier.clone(),
+                        chunk: info.chunk_number(),
+                    });
+                }
+                Recorded::Contended => return Err(Error::Busy { retry_after: 1 }),
+                Recorded::Stale => return Err(restarted()),
             }
-            // The chunks disagreed with the ledger, which was rebuilt: report what it says now.
-            tally = upload.tally(ledgers, meta.upload.total_chunks)?;
+        };
+        progress.stored(&key, tally.bytes);
+        drop(chunk_progress);
+        quotas.set(store, limits, &scope, &key, tally.bytes);
+        if is_complete(tally, &current.upload) {
+            let file = self.assemble(&lock, &current, tally)?;
+            return Ok(Outcome::Assembled { file, fresh: true });
         }
-        if info.in_order && info.index + 1 == meta.upload.total_chunks {
+        if info.in_order && info.index + 1 == current.upload.total_chunks {
             // The widget is done sending: a gap (a chunk it skipped) is an error it must report.
             return Err(Error::Incomplete {
                 identifier: info.identifier.clone(),
                 present: tally.present,
-                total: meta.upload.total_chunks,
+                total: current.upload.total_chunks,
             });
         }
         Ok(Outcome::ChunkStored {
             chunk: info.chunk_number(),
             chunks_present: tally.present,
-            total_chunks: meta.upload.total_chunks,
+            total_chunks: current.upload.total_chunks,
         })
     }
 
-    /// Writes the upload's metadata if it is not there yet (lock held) and returns it.
-    fn start(&self, upload: &UploadDir, info: &ChunkInfo, scope: &str) -> Result<Meta> {
-        if let Some(meta) = upload.meta()? {
-            return Ok(meta);
-        }
-        let meta = Meta {
-            upload: UploadInfo {
-                scope: scope.to_owned(),
-                identifier: info.identifier.clone(),
-                key: upload.key.clone(),
-                filename: info.filename.clone(),
-                relative_path: info.relative_path.clone(),
-                total_size: info.total_size,
-                total_chunks: info.total_chunks,
-                chunk_size: info.chunk_size,
-            },
-            created_ms: now_ms(),
+    /// Starts the upload (lock held): the `on_create` hook first, which may refuse it.
+    fn start(&self, lock: &UploadLock, info: &ChunkInfo, scope: &str, key: &str) -> Result<Stored> {
+        let upload = UploadInfo {
+            scope: scope.to_owned(),
+            identifier: info.identifier.clone(),
+            key: key.to_owned(),
+            filename: info.filename.clone(),
+            relative_path: info.relative_path.clone(),
+            total_size: info.total_size,
+            total_chunks: info.total_chunks,
+            chunk_size: info.chunk_size,
+            metadata: Default::default(),
         };
-        upload.write_meta(&meta)?;
-        Ok(meta)
+        self.start_upload(lock, &upload)
     }
 
-    fn already_assembled(&self, upload: &UploadDir, meta: &Meta) -> Result<Option<Outcome>> {
-        Ok(upload.marker()?.map(|marker| Outcome::Assembled {
-            file: merge::assembled(marker, meta),
+    /// Starts `upload` (lock held) after the `on_create` hook accepted it.
+    pub(crate) fn start_upload(&self, lock: &UploadLock, upload: &UploadInfo) -> Result<Stored> {
+        if let Some(hook) = &self.inner.config.on_create {
+            hook(upload).map_err(|refusal| Error::Rejected {
+                status: refusal.status,
+                reason: refusal.reason,
+            })?;
+        }
+        self.store().start(lock, upload)
+    }
+
+    fn already_assembled(&self, stored: &Stored) -> Option<Outcome> {
+        let marker = stored.assembled.clone()?;
+        Some(Outcome::Assembled {
+            file: merge::assembled(stored, marker),
             fresh: false,
-        }))
+        })
     }
 
     /// Assembles (lock held), keeping progress and quotas up to date, then runs the
     /// `on_assembled` hook.
-    fn assemble(&self, upload: &UploadDir, meta: &Meta) -> Result<Option<Assembled>> {
+    pub(crate) fn assemble(
+        &self,
+        lock: &UploadLock,
+        stored: &Stored,
+        tally: Tally,
+    ) -> Result<Assembled> {
         let config = &self.inner.config;
         let progress = &self.inner.progress;
-        progress.assembling(&upload.key);
-        let file = match merge::assemble(&self.inner.store, upload, meta, config) {
+        let key = lock.key();
+        progress.assembling(key);
+        let file = match merge::assemble(self.store(), config, lock, stored, tally) {
             Ok(file) => file,
             Err(e) => {
-                progress.failed(&upload.key, e.to_string());
+                progress.failed(key, e.client_message());
                 return Err(e);
             }
         };
-        match &file {
-            Some(file) => {
-                progress.done(&upload.key, file.size);
-                self.inner.quotas.remove(&upload.key);
-                if let Some(hook) = &config.on_assembled {
-                    hook(file);
-                }
-            }
-            // The chunks disagreed with the ledger: still uploading.
-            None => progress.stored(&upload.key, 0),
+        progress.done(key, file.size);
+        self.inner.quotas.remove(key);
+        if let Some(hook) = &config.on_assembled {
+            hook(&file);
         }
         Ok(file)
     }
@@ -687,7 +807,7 @@ impl Uploads {
 }
 
 /// Every chunk present and, when the size is declared, the bytes add up.
-fn is_complete(tally: Tally, upload: &UploadInfo) -> bool {
+pub(crate) fn is_complete(tally: Tally, upload: &UploadInfo) -> bool {
     tally.present == upload.total_chunks && upload.total_size.is_none_or(|t| tally.bytes == t)
 }
 

@@ -8,18 +8,18 @@
 //! [`Reply`](crate::Reply).
 
 use std::fmt;
-use std::io::{self, Write};
-use std::path::Path;
+use std::io::Write;
+use std::sync::Arc;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use tempfile::{NamedTempFile, TempPath};
+use tempfile::NamedTempFile;
 
 use crate::{
     Begun, ChunkBody, Error, FORM_OVERHEAD, IncomingChunk, Limit, MAX_PARAM_LEN, Outcome, Params,
-    RawRequest, RequestKind, Result, Uploads,
+    Problem, RawRequest, RequestKind, Result, Uploads,
 };
 
 /// Most form fields one request may carry (widgets send about ten).
@@ -102,7 +102,7 @@ pub(crate) struct Collector {
     uploads: Uploads,
     purpose: Purpose,
     request: RawRequest,
-    staged: Option<TempPath>,
+    staged: Option<NamedTempFile>,
     saved: Option<Outcome>,
     limit: u64,
     received: u64,
@@ -253,11 +253,10 @@ impl Collector {
         if let Some(outcome) = saved {
             return Ok(outcome);
         }
-        if let Some(path) = staged {
-            request.set_body(ChunkBody::File(path));
+        if let Some(file) = staged {
+            request.set_body(ChunkBody::File(file));
         }
-        let temp_dir = uploads.temp_dir().to_owned();
-        blocking(&temp_dir, move || match purpose {
+        blocking(move || match purpose {
             Purpose::Save => uploads.save(&mut request),
             Purpose::Finalize => uploads.finalize_request(&request),
         })
@@ -303,14 +302,13 @@ impl Collector {
             RawRequest::new(RequestKind::Upload, Params::new()),
         );
         let uploads = self.uploads.clone();
-        let temp_dir = uploads.temp_dir().to_owned();
-        let begun = blocking(&temp_dir, move || uploads.begin(&mut request)).await?;
+        let begun = blocking(move || uploads.begin(&mut request)).await?;
         let chunk = match begun {
             Begun::Done(outcome) => return Ok(outcome),
             Begun::Receiving(chunk) => chunk,
         };
         let chunk = pump(&self.uploads, chunk, body, &mut self.received, self.limit).await?;
-        blocking(&temp_dir, move || chunk.finish()).await
+        blocking(move || chunk.finish()).await
     }
 
     /// Streams a file part that came before its parameters into a staging file in the temp dir.
@@ -319,10 +317,9 @@ impl Collector {
         S: Stream<Item = Result<Bytes>>,
     {
         let uploads = self.uploads.clone();
-        let temp_dir = uploads.temp_dir().to_owned();
-        let file = blocking(&temp_dir, move || uploads.incoming_file()).await?;
+        let file = blocking(move || uploads.incoming_file()).await?;
         let file = pump(&self.uploads, file, part, &mut self.received, self.limit).await?;
-        self.staged = Some(file.into_temp_path());
+        self.staged = Some(file);
         Ok(())
     }
 }
@@ -362,7 +359,7 @@ where
     T: Sink,
     S: Stream<Item = Result<Bytes>>,
 {
-    let temp_dir = uploads.temp_dir();
+    let slots = body_slots(uploads);
     // A body takes a slot once it has sent a whole batch: clients that stall or trickle never
     // hold one (the rate rule ends them), and bodies waiting for one hold a batch at most.
     let mut slot = None;
@@ -411,15 +408,14 @@ where
         if let Some(bytes) = ready {
             if slot.is_none() {
                 slot = Some(
-                    uploads
-                        .body_slots()
-                        .acquire()
+                    Arc::clone(&slots)
+                        .acquire_owned()
                         .await
                         .expect("the body slots are never closed"),
                 );
             }
             let mut target = match writing.take() {
-                Some(task) => joined(task.await, temp_dir)?,
+                Some(task) => joined(task.await)?,
                 None => sink.take().expect("the sink is here when no write is"),
             };
             writing = Some(tokio::task::spawn_blocking(move || {
@@ -429,7 +425,7 @@ where
         }
         if ended {
             return match writing {
-                Some(task) => joined(task.await, temp_dir),
+                Some(task) => joined(task.await),
                 None => Ok(sink.expect("the sink is here when no write is")),
             };
         }
@@ -437,30 +433,39 @@ where
 }
 
 /// Runs `f` on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    temp_dir: &Path,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    joined(tokio::task::spawn_blocking(f).await, temp_dir)
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    joined(tokio::task::spawn_blocking(f).await)
 }
+
+/// The slots of request bodies read at once, shared by every adapter serving these uploads
+/// ([`max_concurrent_bodies`](crate::ConfigBuilder::max_concurrent_bodies)).
+fn body_slots(uploads: &Uploads) -> Arc<tokio::sync::Semaphore> {
+    let slots = uploads.config().max_concurrent_bodies();
+    uploads.shared_state(|| BodySlots(Arc::new(tokio::sync::Semaphore::new(slots)))).0.clone()
+}
+
+/// The semaphore behind [`body_slots`], as kept in [`Uploads::shared_state`].
+struct BodySlots(Arc<tokio::sync::Semaphore>);
 
 /// Whether the error is about a parameter the form has not sent (yet): a file part that
 /// precedes its fields.
 fn may_still_arrive(error: &Error, params: &Params) -> bool {
-    matches!(error, Error::BadRequest { field, .. } if !params.contains(field))
+    let _ = params;
+    matches!(
+        error,
+        Error::BadRequest {
+            problem: Problem::Missing | Problem::Unrecognised { .. },
+            ..
+        }
+    )
 }
 
 /// The result of a blocking task; a panic in it becomes a 500.
-fn joined<T>(
-    result: std::result::Result<Result<T>, tokio::task::JoinError>,
-    temp_dir: &Path,
-) -> Result<T> {
+fn joined<T>(result: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
     result.unwrap_or_else(|e| {
-        Err(Error::io(
-            "handle a request for",
-            temp_dir,
-            io::Error::other(format!("the request's blocking task failed: {e}")),
-        ))
+        Err(Error::TaskFailed {
+            reason: e.to_string(),
+        })
     })
 }
 
@@ -470,7 +475,7 @@ pub(crate) fn log(result: &Result<Outcome>, started: Instant) {
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match result {
         Ok(Outcome::Assembled { file, fresh: true }) => tracing::info!(
-            file = %file.path.display(),
+            file = %file.location,
             size = file.size,
             identifier = %file.upload.identifier,
             upload_ms = file.duration_ms(),

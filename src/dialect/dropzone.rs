@@ -159,7 +159,7 @@ impl Dropzone {
     /// A request without `dz*` fields: the whole file in one request.
     fn plain(&self, request: &dyn ChunkRequest) -> Result<ChunkInfo> {
         if !self.plain_uploads {
-            return Err(Error::bad(UUID, "missing"));
+            return Err(Error::missing(UUID));
         }
         if request.is_test() {
             return Err(Error::bad(
@@ -265,7 +265,7 @@ impl Dialect for Dropzone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
+    use crate::limits::Limits;
     use crate::request::{ChunkBody, Params, RawRequest, RequestKind};
 
     /// Chunk `index` of a 10-byte file in chunks of 4, as Dropzone's default `params` sends it.

@@ -135,7 +135,7 @@ impl FineUploader {
         let filename = request
             .param(&n.filename)
             .or_else(|| request.part_filename())
-            .ok_or_else(|| Error::bad(&n.filename, "missing"))?;
+            .ok_or_else(|| Error::missing(&n.filename))?;
         let total_size = optional_u64(request, &n.total_size)?;
         Ok(single_chunk(
             identifier,
@@ -237,7 +237,7 @@ impl Dialect for FineUploader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
+    use crate::limits::Limits;
     use crate::request::{Params, RawRequest, RequestKind};
 
     const UUID: &str = "0b1c6a4e-3c1f-4f0e-8a5e-2f1b0e5d7c11";

@@ -89,7 +89,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::chunk::{ChunkInfo, FieldNames};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::request::ChunkRequest;
 
 pub use dropzone::Dropzone;
@@ -181,14 +181,8 @@ impl Dialects {
             return Ok(&**only);
         }
         self.iter().find(|d| d.detect(request)).ok_or_else(|| {
-            let names: Vec<&str> = self.iter().map(|d| d.name()).collect();
-            Error::bad(
-                "parameters",
-                format!(
-                    "no upload protocol recognised (this endpoint speaks {})",
-                    names.join(", ")
-                ),
-            )
+            let protocols = self.iter().map(|d| d.name()).collect();
+            Error::problem("parameters", Problem::Unrecognised { protocols })
         })
     }
 
@@ -210,7 +204,7 @@ impl Dialects {
         let field = self.select(request)?.identifier_field();
         let id = required(request, field)?;
         if id.is_empty() {
-            return Err(Error::bad(field, "must not be empty"));
+            return Err(Error::problem(field, Problem::Empty));
         }
         Ok(id)
     }
@@ -226,7 +220,7 @@ impl Dialects {
 pub(crate) fn required<'r>(request: &'r dyn ChunkRequest, name: &str) -> Result<&'r str> {
     request
         .param(name)
-        .ok_or_else(|| Error::bad(name, "missing"))
+        .ok_or_else(|| Error::missing(name))
 }
 
 /// Reads a required non-negative integer parameter.
@@ -457,7 +451,7 @@ mod tests {
     /// holds, or to a 4xx error; never a panic or an overflow.
     #[test]
     fn parsing_never_panics() {
-        use crate::config::Limits;
+        use crate::limits::Limits;
         const NAMES: [&str; 19] = [
             "dzuuid",
             "dzchunkindex",

@@ -211,7 +211,7 @@ impl Dialect for Plupload {
         let filename = request
             .param(NAME)
             .or_else(|| request.part_filename())
-            .ok_or_else(|| Error::bad(NAME, "missing"))?
+            .ok_or_else(|| Error::missing(NAME))?
             .to_owned();
 
         if has(CHUNK) || has(CHUNKS) {
@@ -278,7 +278,7 @@ impl Dialect for Plupload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
+    use crate::limits::Limits;
     use crate::request::{Params, RawRequest, RequestKind};
 
     fn request(pairs: &[(&str, &str)]) -> RawRequest {

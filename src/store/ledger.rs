@@ -5,17 +5,20 @@
 //! On disk it is an append-only file: a 16-byte header (`CULEDGR1` and a random nonce that
 //! tells one ledger file from its rebuilt successor), then 16-byte records (`index: u64 LE`,
 //! `size: u64 LE`), each written under the upload's lock *before* its chunk is renamed into
-//! place. A process keeps the
+//! place (local store: after its bytes are written at their offset). A process keeps the
 //! records it has read in memory and, under the lock, reads only what other requests (or other
-//! processes) appended since. A record whose chunk never made it to disk (a crash between the
-//! append and the rename) is harmless: before assembling, every chunk is checked against the
-//! ledger, and a ledger that disagrees with the directory is rebuilt from a listing.
+//! processes) appended since. A torn record (a crash mid-append) is dropped; a piece whose
+//! bytes were written but whose record was not (a crash between the two) simply does not count,
+//! and is written again when the client re-sends it.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Mutex;
+
+use super::Tally;
+use super::fs::{no_follow, open_read};
 
 /// Size of one record, and of the header.
 const RECORD: u64 = 16;
@@ -24,15 +27,6 @@ const MAGIC: &[u8; 8] = b"CULEDGR1";
 /// Most ledgers kept in memory; beyond it an arbitrary one is dropped (and re-read if needed).
 const MAX_CACHED: usize = 4096;
 
-/// What the ledger says about an upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Tally {
-    /// Distinct chunks present.
-    pub present: u64,
-    /// Bytes in those chunks.
-    pub bytes: u64,
-}
-
 #[derive(Debug)]
 struct Cached {
     identity: u64,
@@ -40,25 +34,20 @@ struct Cached {
     /// The size of each chunk present, by index. Only chunks present take room: an upload may
     /// declare a million chunks and send one.
     sizes: HashMap<u64, u64>,
-    total_chunks: u64,
     tally: Tally,
 }
 
 impl Cached {
-    fn new(identity: u64, total_chunks: u64) -> Cached {
+    fn new(identity: u64) -> Cached {
         Cached {
             identity,
             offset: RECORD,
             sizes: HashMap::new(),
-            total_chunks,
             tally: Tally::default(),
         }
     }
 
     fn apply(&mut self, index: u64, size: u64) {
-        if index >= self.total_chunks {
-            return; // garbage record: ignored
-        }
         match self.sizes.insert(index, size) {
             None => self.tally.present += 1,
             Some(old) => self.tally.bytes -= old,
@@ -80,14 +69,10 @@ impl Ledgers {
         &self,
         key: &str,
         ledger: &Path,
-        total_chunks: u64,
         index: u64,
         size: u64,
     ) -> io::Result<Tally> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
+        let mut file = no_follow(OpenOptions::new().create(true).append(true).read(true))
             .open(ledger)?;
         let len = file.metadata()?.len();
         if len < RECORD {
@@ -102,14 +87,14 @@ impl Ledgers {
         record[..8].copy_from_slice(&index.to_le_bytes());
         record[8..].copy_from_slice(&size.to_le_bytes());
         file.write_all(&record)?;
-        self.catch_up(key, &mut file, total_chunks)
+        self.catch_up(key, &mut file)
     }
 
     /// The tally of the ledger in `dir`, reading only records appended since this process last
     /// looked. Call with the upload's lock held.
-    pub(crate) fn tally(&self, key: &str, ledger: &Path, total_chunks: u64) -> io::Result<Tally> {
-        match File::open(ledger) {
-            Ok(mut file) => self.catch_up(key, &mut file, total_chunks),
+    pub(crate) fn tally(&self, key: &str, ledger: &Path) -> io::Result<Tally> {
+        match open_read(ledger) {
+            Ok(mut file) => self.catch_up(key, &mut file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.forget(key);
                 Ok(Tally::default())
@@ -118,54 +103,20 @@ impl Ledgers {
         }
     }
 
-    /// Whether the ledger has chunk `index` (with any size). Call after [`tally`](Self::tally).
-    pub(crate) fn has(&self, key: &str, index: u64) -> bool {
-        self.size_of(key, index).is_some()
-    }
-
     /// The recorded size of chunk `index`, if present. Call after [`tally`](Self::tally).
     pub(crate) fn size_of(&self, key: &str, index: u64) -> Option<u64> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.get(key).and_then(|c| c.sizes.get(&index).copied())
     }
 
-    /// The recorded size of every chunk (`None` for absent ones). Call after
+    /// The recorded size of chunks `0..count` (`None` for absent ones). Call after
     /// [`tally`](Self::tally).
-    pub(crate) fn sizes(&self, key: &str) -> Vec<Option<u64>> {
+    pub(crate) fn sizes(&self, key: &str, count: u64) -> Vec<Option<u64>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(key)
-            .map(|c| {
-                (0..c.total_chunks)
-                    .map(|i| c.sizes.get(&i).copied())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Replaces the ledger with `chunks` (index, size), written to a temporary file and renamed
-    /// over the old one. Used when the ledger disagrees with the directory.
-    pub(crate) fn rebuild(
-        &self,
-        key: &str,
-        ledger: &Path,
-        total_chunks: u64,
-        chunks: &[(u64, u64)],
-    ) -> io::Result<Tally> {
-        let dir = ledger.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".ledger-")
-            .tempfile_in(dir)?;
-        let mut bytes = Vec::with_capacity((chunks.len() + 1) * RECORD as usize);
-        bytes.extend_from_slice(&header());
-        for &(index, size) in chunks {
-            bytes.extend_from_slice(&index.to_le_bytes());
-            bytes.extend_from_slice(&size.to_le_bytes());
+        match cache.get(key) {
+            Some(c) => (0..count).map(|i| c.sizes.get(&i).copied()).collect(),
+            None => vec![None; usize::try_from(count).unwrap_or(0)],
         }
-        tmp.write_all(&bytes)?;
-        tmp.persist(ledger).map_err(|e| e.error)?;
-        self.forget(key);
-        self.tally(key, ledger, total_chunks)
     }
 
     /// Drops what this process remembers of `key`.
@@ -174,7 +125,7 @@ impl Ledgers {
         cache.remove(key);
     }
 
-    fn catch_up(&self, key: &str, file: &mut File, total_chunks: u64) -> io::Result<Tally> {
+    fn catch_up(&self, key: &str, file: &mut std::fs::File) -> io::Result<Tally> {
         let len = file.metadata()?.len();
         let len = len - len % RECORD;
         let mut head = [0u8; RECORD as usize];
@@ -200,9 +151,9 @@ impl Ledgers {
         }
         let entry = cache
             .entry(key.to_owned())
-            .or_insert_with(|| Cached::new(identity, total_chunks));
-        if entry.identity != identity || entry.offset > len || entry.total_chunks != total_chunks {
-            *entry = Cached::new(identity, total_chunks);
+            .or_insert_with(|| Cached::new(identity));
+        if entry.identity != identity || entry.offset > len {
+            *entry = Cached::new(identity);
         }
         if entry.offset < len {
             file.seek(SeekFrom::Start(entry.offset))?;
@@ -250,42 +201,36 @@ mod tests {
         let a = Ledgers::default();
         let b = Ledgers::default(); // another process
         assert_eq!(
-            a.record("k", &path, 3, 0, 10).unwrap(),
+            a.record("k", &path, 0, 10).unwrap(),
             Tally {
                 present: 1,
                 bytes: 10
             }
         );
         assert_eq!(
-            a.record("k", &path, 3, 0, 10).unwrap(),
+            a.record("k", &path, 0, 10).unwrap(),
             Tally {
                 present: 1,
                 bytes: 10
             }
         );
         assert_eq!(
-            b.record("k", &path, 3, 2, 5).unwrap(),
+            b.record("k", &path, 2, 5).unwrap(),
             Tally {
                 present: 2,
                 bytes: 15
             }
         );
         assert_eq!(
-            a.tally("k", &path, 3).unwrap(),
+            a.tally("k", &path).unwrap(),
             Tally {
                 present: 2,
                 bytes: 15
             }
         );
-        assert!(a.has("k", 2) && !a.has("k", 1));
-        // garbage index ignored
-        assert_eq!(
-            a.record("k", &path, 3, 99, 1).unwrap(),
-            Tally {
-                present: 2,
-                bytes: 15
-            }
-        );
+        assert_eq!(a.size_of("k", 2), Some(5));
+        assert_eq!(a.size_of("k", 1), None);
+        assert_eq!(a.sizes("k", 3), [Some(10), None, Some(5)]);
     }
 
     #[test]
@@ -293,7 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger");
         let l = Ledgers::default();
-        l.record("k", &path, 2, 0, 4).unwrap();
+        l.record("k", &path, 0, 4).unwrap();
         OpenOptions::new()
             .append(true)
             .open(&path)
@@ -302,38 +247,19 @@ mod tests {
             .unwrap();
         let fresh = Ledgers::default();
         assert_eq!(
-            fresh.tally("k", &path, 2).unwrap(),
+            fresh.tally("k", &path).unwrap(),
             Tally {
                 present: 1,
                 bytes: 4
             }
         );
         assert_eq!(
-            fresh.record("k", &path, 2, 1, 4).unwrap(),
+            fresh.record("k", &path, 1, 4).unwrap(),
             Tally {
                 present: 2,
                 bytes: 8
             }
         );
         assert_eq!(fs::metadata(&path).unwrap().len(), 48, "header + 2 records");
-    }
-
-    #[test]
-    fn rebuild_replaces_and_is_noticed_by_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger");
-        let a = Ledgers::default();
-        let b = Ledgers::default();
-        a.record("k", &path, 3, 0, 1).unwrap();
-        a.record("k", &path, 3, 1, 1).unwrap();
-        b.tally("k", &path, 3).unwrap();
-        b.rebuild("k", &path, 3, &[(0, 1)]).unwrap();
-        assert_eq!(
-            a.tally("k", &path, 3).unwrap(),
-            Tally {
-                present: 1,
-                bytes: 1
-            }
-        );
     }
 }

@@ -1,377 +1,789 @@
-//! The local-filesystem store: one directory per upload under the temp dir.
+//! The local store: one directory per upload under the temp dir, the pieces written in place.
+//!
+//! ```text
+//! <temp dir>/
+//!   .incoming/              bodies an adapter staged before knowing their upload (locked while held)
+//!   <key>/                  one upload, named by its storage key (a hash, never a client string)
+//!     lock                  the per-upload lock (std File::lock, i.e. flock: holds across processes)
+//!     upload.json           what the first request declared, with the layout version and a nonce
+//!     data                  the file: every piece's bytes written at its offset (sparse until full)
+//!     ledger                append-only record of the pieces written (O(1) completion checks)
+//!     claims/<index>        a piece being written in place, locked by its writer
+//!     staging/.stage-*      a second copy of a piece being received (a duplicate, a retry, a piece
+//!                           of an assembled upload): compared with the stored bytes at commit
+//!     assembling.json       an assembly in progress: what it publishes, where
+//!     assembled.json        the marker: this upload was assembled, to this path
+//! ```
+//!
+//! A piece's bytes go straight to their offset in `data`, by the one request that holds the
+//! piece's claim (taken under the upload's lock, so two requests never write the same range).
+//! Only after all its bytes are written is the piece recorded in the ledger, so a piece counts
+//! only once complete; a crash in between leaves bytes that do not count. Every other copy of a
+//! piece (a duplicate in flight beside the first, a retry after it was recorded, a chunk of an
+//! upload already assembled) is written aside and compared at commit: the same bytes are a
+//! harmless duplicate, other bytes are refused rather than mixed in.
+//!
+//! Assembly publishes `data` itself: fsync, then a no-clobber hard link at the destination (or
+//! an atomic rename-replace). No byte is copied, whatever the number of pieces, unless the
+//! destination is on another filesystem (then one kernel copy to a hidden file beside it) or a
+//! pre-process hook is set (one streaming pass through the hook).
+//!
+//! Every file is created new or opened without following symlinks, and the upload's folders
+//! must be real directories: a symlink planted in the temp dir makes a request fail instead of
+//! writing elsewhere.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tempfile::{NamedTempFile, TempPath};
+use tempfile::NamedTempFile;
 
-use super::ledger::{Ledgers, Tally};
-use crate::config::UploadInfo;
+use super::fs::{
+    dir_size, ensure_dir, link_count, locked_temp_file, no_follow, open_read, open_rw, read_json,
+    remove_if_exists, same_file, sync_dir, write_json,
+};
+use super::ledger::Ledgers;
+use super::publish::{
+    copy_new, crossed_devices, find_published, hidden_beside, link_path, publish, same_bytes,
+};
+use super::{
+    Activity, Assembly, Capabilities, ConflictPolicy, Marker, Piece, PieceWriter, Recorded, Store,
+    Stored, Tally, UploadLock,
+};
+use crate::clock::now_ms;
 use crate::error::{Error, IoContext, Result};
+use crate::upload::{Location, UploadInfo};
 
-/// Name of the folder (inside the temp dir) where adapters stage bodies that arrive before the
-/// parameters that say which upload they belong to.
-pub(crate) const INCOMING_DIR: &str = ".incoming";
+/// The layout version kept in `upload.json`. Uploads of another layout are not read (they
+/// expire like idle uploads).
+const LAYOUT: u32 = 2;
+/// The folder for bodies adapters stage before knowing their upload.
+const INCOMING_DIR: &str = ".incoming";
+/// Uploads being removed are renamed to this prefix first.
+const TRASH_PREFIX: &str = ".trash-";
+/// A staging file that nobody holds locked and that has not changed for this long is a crashed
+/// request's leftover (live ones are locked by their writer from creation to commit).
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
-/// The filesystem store rooted at the temp dir.
+/// The local-filesystem store, the default: see [the module docs](self) for its layout.
+///
+/// Keep the temp dir on the destination's filesystem: assembled files are then published by a
+/// hard link of the stored data, without a copy.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    inner: Arc<Inner>,
+}
+
 #[derive(Debug)]
-pub(crate) struct LocalStore {
+struct Inner {
     root: PathBuf,
-    pub(crate) ledgers: Ledgers,
+    destination: PathBuf,
+    ledgers: Ledgers,
+}
+
+/// `upload.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Description {
+    layout: u32,
+    upload: UploadInfo,
+    created_ms: u64,
+    nonce: u64,
+}
+
+/// `assembling.json`: an assembly in progress.
+#[derive(Debug, Serialize, Deserialize)]
+struct AssemblyRecord {
+    /// The file being published: the data file itself, or a hidden file beside the destination.
+    source: PathBuf,
+    /// Whether `source` is the upload's data file (kept on undo) rather than a copy.
+    source_is_data: bool,
+    /// The destination asked for (the published name may differ under `ConflictPolicy::Rename`).
+    destination: PathBuf,
+    conflict: Conflict,
+}
+
+/// [`ConflictPolicy`] as recorded.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Conflict {
+    Refuse,
+    Overwrite,
+    Rename,
+}
+
+impl From<ConflictPolicy> for Conflict {
+    fn from(p: ConflictPolicy) -> Conflict {
+        match p {
+            ConflictPolicy::Refuse => Conflict::Refuse,
+            ConflictPolicy::Overwrite => Conflict::Overwrite,
+            ConflictPolicy::Rename => Conflict::Rename,
+        }
+    }
+}
+
+impl From<Conflict> for ConflictPolicy {
+    fn from(c: Conflict) -> ConflictPolicy {
+        match c {
+            Conflict::Refuse => ConflictPolicy::Refuse,
+            Conflict::Overwrite => ConflictPolicy::Overwrite,
+            Conflict::Rename => ConflictPolicy::Rename,
+        }
+    }
 }
 
 impl LocalStore {
-    pub(crate) fn new(root: PathBuf) -> LocalStore {
-        LocalStore {
-            root,
-            ledgers: Ledgers::default(),
+    /// A store keeping uploads under `temp_dir` (created if needed) and publishing assembled
+    /// files under `destination_dir` (relative destinations are resolved against it).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the temp dir cannot be created.
+    pub fn new(
+        temp_dir: impl Into<PathBuf>,
+        destination_dir: impl Into<PathBuf>,
+    ) -> Result<LocalStore> {
+        let root = temp_dir.into();
+        fs::create_dir_all(&root).ctx("create temp dir", &root)?;
+        Ok(LocalStore {
+            inner: Arc::new(Inner {
+                root,
+                destination: destination_dir.into(),
+                ledgers: Ledgers::default(),
+            }),
+        })
+    }
+
+    /// The temp dir.
+    pub fn temp_dir(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The directory relative destinations are resolved against.
+    pub fn destination_dir(&self) -> &Path {
+        &self.inner.destination
+    }
+
+    /// The directory of upload `key`.
+    pub fn upload_dir(&self, key: &str) -> PathBuf {
+        self.inner.root.join(key)
+    }
+}
+
+impl Inner {
+    fn dir(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn ledger(&self, key: &str) -> PathBuf {
+        self.dir(key).join("ledger")
+    }
+
+    fn data(&self, key: &str) -> PathBuf {
+        self.dir(key).join("data")
+    }
+
+    fn tally(&self, key: &str) -> Result<Tally> {
+        let path = self.ledger(key);
+        self.ledgers.tally(key, &path).map_err(|e| ledger_error(key, &path, e))
+    }
+
+    fn record(&self, key: &str, index: u64, len: u64) -> Result<Tally> {
+        let path = self.ledger(key);
+        self.ledgers
+            .record(key, &path, index, len)
+            .map_err(|e| ledger_error(key, &path, e))
+    }
+
+    fn recorded(&self, key: &str, index: u64) -> Result<Option<u64>> {
+        self.tally(key)?;
+        Ok(self.ledgers.size_of(key, index))
+    }
+
+    /// The claim of piece `index`, if nobody holds it (call with the upload's lock held).
+    fn try_claim(&self, key: &str, index: u64) -> Result<Option<Claim>> {
+        let claims = self.dir(key).join("claims");
+        ensure_dir(&claims)?;
+        let path = claims.join(index.to_string());
+        let file = no_follow(OpenOptions::new().create(true).truncate(false).write(true))
+            .open(&path)
+            .ctx("open claim", &path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Claim { path, _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock claim", &path, e)),
         }
     }
 
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
+    fn resolve(&self, destination: &Path) -> PathBuf {
+        if destination.is_absolute() {
+            destination.to_path_buf()
+        } else {
+            self.destination.join(destination)
+        }
     }
 
-    /// The directory of the upload with storage key `key` (validated by the caller).
-    pub(crate) fn upload(&self, key: &str) -> UploadDir {
-        UploadDir {
+    /// Finishes or undoes an assembly a crash interrupted (lock held). Returns the marker when
+    /// the file had in fact been published.
+    fn recover(&self, key: &str) -> Result<Option<Marker>> {
+        let dir = self.dir(key);
+        let record_path = dir.join("assembling.json");
+        let Some(record) = read_json::<AssemblyRecord>(&record_path, "assembly record", key)?
+        else {
+            return Ok(None);
+        };
+        let source = &record.source;
+        remove_if_exists(&link_path(source))?;
+        let mut found = None;
+        if let Ok(meta) = fs::symlink_metadata(source)
+            && meta.is_file()
+            && link_count(&meta) > 1
+            && let Some(published) =
+                find_published(&meta, &record.destination, record.conflict.into())
+        {
+            found = Some(Marker {
+                location: Location::Path(published),
+                size: meta.len(),
+                assembled_ms: now_ms(),
+            });
+        }
+        if let Some(marker) = &found {
+            write_json(&dir.join("assembled.json"), marker, true)?;
+            sync_dir(&dir)?;
+        }
+        if !record.source_is_data {
+            remove_if_exists(source)?;
+        }
+        remove_if_exists(&record_path)?;
+        Ok(found)
+    }
+}
+
+fn ledger_error(key: &str, path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::InvalidData {
+        Error::Corrupt {
+            what: "ledger",
             key: key.to_owned(),
-            path: self.root.join(key),
+            reason: e.to_string(),
+        }
+    } else {
+        Error::io("read ledger", path, e)
+    }
+}
+
+/// A held claim on one piece: the piece's bytes may be written in place.
+#[derive(Debug)]
+struct Claim {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Claim {
+    /// Gives the claim up (lock held, after the piece is recorded or abandoned).
+    fn release(self) -> Result<()> {
+        remove_if_exists(&self.path)
+    }
+}
+
+/// The held lock of one upload.
+#[derive(Debug)]
+struct LockFile {
+    _file: File,
+}
+
+impl Store for LocalStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared_between_processes: true,
+            shared_between_hosts: false,
+            zero_copy_assembly: true,
         }
     }
 
-    /// A new, locked staging file in the incoming folder, for adapters.
-    pub(crate) fn incoming_file(&self) -> Result<NamedTempFile> {
-        let dir = self.root.join(INCOMING_DIR);
-        fs::create_dir_all(&dir).ctx("create incoming folder", &dir)?;
-        staging_file(&dir)
-    }
-}
-
-/// What is stored about an upload when its first chunk arrives; never changed afterwards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Meta {
-    pub(crate) upload: UploadInfo,
-    pub(crate) created_ms: u64,
-}
-
-/// What is stored once an upload is assembled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Marker {
-    pub(crate) path: PathBuf,
-    pub(crate) size: u64,
-    pub(crate) assembled_ms: u64,
-}
-
-/// The record of an assembly in progress (see `merge`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct AssemblyRecord {
-    /// The hidden file the chunks are copied into, beside the destination.
-    pub(crate) staging: PathBuf,
-    /// The destination asked for (the published name may differ under `ConflictPolicy::Rename`).
-    pub(crate) destination: PathBuf,
-}
-
-/// One upload's directory.
-#[derive(Debug, Clone)]
-pub(crate) struct UploadDir {
-    pub(crate) key: String,
-    pub(crate) path: PathBuf,
-}
-
-impl UploadDir {
-    pub(crate) fn chunk_path(&self, index: u64) -> PathBuf {
-        self.path.join(format!("chunk.{index}"))
+    fn lock(&self, key: &str, timeout: Duration) -> Result<UploadLock> {
+        lock(&self.inner, key, timeout, true).map(|l| l.expect("created on demand"))
     }
 
-    pub(crate) fn staging_dir(&self) -> PathBuf {
-        self.path.join("staging")
-    }
-
-    pub(crate) fn ledger_path(&self) -> PathBuf {
-        self.path.join("ledger")
-    }
-
-    fn meta_path(&self) -> PathBuf {
-        self.path.join("meta.json")
-    }
-
-    fn marker_path(&self) -> PathBuf {
-        self.path.join("assembled.json")
-    }
-
-    pub(crate) fn assembly_record_path(&self) -> PathBuf {
-        self.path.join("assembling.json")
-    }
-
-    /// Takes the upload's lock, creating the directory if needed. Waits up to `timeout`.
-    pub(crate) fn lock(&self, timeout: Duration) -> Result<UploadLock> {
-        self.lock_inner(timeout, true)
-            .map(|l| l.expect("created on demand"))
-    }
-
-    /// Takes the upload's lock if the directory exists; `None` if it does not.
-    pub(crate) fn lock_existing(&self, timeout: Duration) -> Result<Option<UploadLock>> {
-        self.lock_inner(timeout, false)
-    }
-
-    /// Takes the upload's lock only if nobody holds it (the sweep never waits).
-    pub(crate) fn try_lock(&self) -> Result<Option<UploadLock>> {
-        self.lock_inner(Duration::ZERO, false).or_else(|e| match e {
+    fn try_lock(&self, key: &str) -> Result<Option<UploadLock>> {
+        lock(&self.inner, key, Duration::ZERO, false).or_else(|e| match e {
             Error::Busy { .. } => Ok(None),
             e => Err(e),
         })
     }
 
-    fn lock_inner(&self, timeout: Duration, create: bool) -> Result<Option<UploadLock>> {
-        let path = self.path.join("lock");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if create {
-                fs::create_dir_all(&self.path).ctx("create upload directory", &self.path)?;
-            }
-            let file = match OpenOptions::new()
-                .create(create)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&path)
-            {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if create {
-                        continue; // swept between create_dir_all and open
-                    }
-                    return Ok(None);
-                }
-                Err(e) => return Err(Error::io("open lock file", &path, e)),
-            };
-            lock_until(&file, &path, deadline)?;
-            // The sweep may have removed the directory while we waited: only a lock file that
-            // is still in place locks anything.
-            match fs::metadata(&path) {
-                Ok(now) if same_file(&now, &file.metadata().ctx("stat lock file", &path)?) => {
-                    return Ok(Some(UploadLock { _file: file }));
-                }
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if create {
-                        continue;
-                    }
-                    return Ok(None);
-                }
-                Err(e) => return Err(Error::io("stat lock file", &path, e)),
-            }
+    fn load(&self, key: &str) -> Result<Option<Stored>> {
+        let dir = self.inner.dir(key);
+        let Some(description) = read_json::<Description>(&dir.join("upload.json"), "description", key)?
+        else {
+            return Ok(None);
+        };
+        if description.layout != LAYOUT {
+            return Ok(None);
         }
+        let assembled = read_json::<Marker>(&dir.join("assembled.json"), "marker", key)?;
+        Ok(Some(Stored {
+            upload: description.upload,
+            created_ms: description.created_ms,
+            nonce: description.nonce,
+            assembled,
+        }))
     }
 
-    /// The upload's metadata, if it has been started.
-    pub(crate) fn meta(&self) -> Result<Option<Meta>> {
-        read_json(&self.meta_path())
-    }
-
-    /// Stores the metadata (with the lock held, once). Not synced: losing it to a power cut
-    /// only makes the widget start the upload over.
-    pub(crate) fn write_meta(&self, meta: &Meta) -> Result<()> {
-        write_json(&self.meta_path(), meta, false)
-    }
-
-    /// The assembled marker, if the upload has been assembled.
-    pub(crate) fn marker(&self) -> Result<Option<Marker>> {
-        read_json(&self.marker_path())
-    }
-
-    pub(crate) fn write_marker(&self, marker: &Marker) -> Result<()> {
-        write_json(&self.marker_path(), marker, true)?;
-        sync_dir(&self.path)
-    }
-
-    pub(crate) fn assembly_record(&self) -> Result<Option<AssemblyRecord>> {
-        read_json(&self.assembly_record_path())
-    }
-
-    pub(crate) fn write_assembly_record(&self, record: &AssemblyRecord) -> Result<()> {
-        write_json(&self.assembly_record_path(), record, true)
-    }
-
-    pub(crate) fn remove_assembly_record(&self) -> Result<()> {
-        remove_if_exists(&self.assembly_record_path())
-    }
-
-    /// Size of chunk `index` on disk, if present.
-    pub(crate) fn chunk_len(&self, index: u64) -> Result<Option<u64>> {
-        let path = self.chunk_path(index);
-        match fs::metadata(&path) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("stat chunk", &path, e)),
+    fn start(&self, lock: &UploadLock, upload: &UploadInfo) -> Result<Stored> {
+        let key = lock.key();
+        if let Some(stored) = self.load(key)? {
+            return Ok(stored);
         }
-    }
-
-    /// Every chunk on disk as (index, size), from a directory listing.
-    pub(crate) fn list_chunks(&self) -> Result<Vec<(u64, u64)>> {
-        let mut chunks = Vec::new();
-        for entry in fs::read_dir(&self.path).ctx("list upload directory", &self.path)? {
-            let entry = entry.ctx("list upload directory", &self.path)?;
-            let name = entry.file_name();
-            let Some(index) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("chunk."))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            let len = entry.metadata().ctx("stat chunk", &entry.path())?.len();
-            chunks.push((index, len));
+        let inner = &self.inner;
+        let dir = inner.dir(key);
+        // Leftovers of an earlier layout or an interrupted start.
+        for name in ["data", "ledger", "assembled.json", "assembling.json"] {
+            remove_if_exists(&dir.join(name))?;
         }
-        chunks.sort_unstable();
-        Ok(chunks)
-    }
-
-    /// The ledger's tally (with the lock held).
-    pub(crate) fn tally(&self, ledgers: &Ledgers, total_chunks: u64) -> Result<Tally> {
-        let path = self.ledger_path();
-        ledgers
-            .tally(&self.key, &path, total_chunks)
-            .ctx("read ledger", &path)
-    }
-
-    /// Publishes a staged chunk as chunk `index`: ledger record first, then the rename (with the
-    /// lock held). Returns the new tally.
-    pub(crate) fn publish_chunk(
-        &self,
-        ledgers: &Ledgers,
-        total_chunks: u64,
-        index: u64,
-        staged: StagedChunk,
-    ) -> Result<Tally> {
-        let ledger = self.ledger_path();
-        let tally = ledgers
-            .record(&self.key, &ledger, total_chunks, index, staged.len)
-            .ctx("append to ledger", &ledger)?;
-        let target = self.chunk_path(index);
-        let StagedChunk { path, guard, .. } = staged;
-        path.persist(&target)
-            .map_err(|e| Error::io("publish chunk", &target, e.error))?;
-        drop(guard);
-        Ok(tally)
-    }
-
-    /// Discards everything stored for the upload except its lock and the staging folder (with
-    /// the lock held): chunks, ledger, metadata, marker.
-    pub(crate) fn reset(&self, ledgers: &Ledgers) -> Result<()> {
-        for entry in fs::read_dir(&self.path).ctx("list upload directory", &self.path)? {
-            let entry = entry.ctx("list upload directory", &self.path)?;
-            let name = entry.file_name();
-            if name == "lock" || name == "staging" {
-                continue;
-            }
-            remove_if_exists(&entry.path())?;
-        }
-        ledgers.forget(&self.key);
-        Ok(())
-    }
-
-    /// Deletes the chunk files and the ledger (after assembly).
-    pub(crate) fn delete_chunks(&self, ledgers: &Ledgers, total_chunks: u64) -> Result<()> {
-        for index in 0..total_chunks {
-            remove_if_exists(&self.chunk_path(index))?;
-        }
-        remove_if_exists(&self.ledger_path())?;
-        ledgers.forget(&self.key);
-        Ok(())
-    }
-
-    /// A new, locked staging file for a chunk of this upload; the chunk's bytes are written to
-    /// it, then [`StagedChunk::new`] makes it ready to publish.
-    pub(crate) fn staging_file(&self) -> Result<NamedTempFile> {
-        let dir = self.staging_dir();
-        fs::create_dir_all(&dir).ctx("create staging folder", &dir)?;
-        staging_file(&dir)
-    }
-
-    /// Moves a body already on disk into this upload's staging folder (a rename, or a copy when
-    /// it lives on another filesystem).
-    pub(crate) fn stage_file(&self, body: TempPath, sync: bool) -> Result<StagedChunk> {
-        let dir = self.staging_dir();
-        fs::create_dir_all(&dir).ctx("create staging folder", &dir)?;
-        // A unique name in the staging folder; the body then takes the name's place.
-        let (_placeholder, path) = staging_file(&dir)?.into_parts();
-        match fs::rename(&body, &path) {
-            Ok(()) => {
-                // The rename consumed the body: don't let its TempPath delete anything.
-                let _ = body.keep();
-            }
-            Err(_) => {
-                let mut from = File::open(&body).ctx("open chunk body", &body)?;
-                let mut to = File::create(&path).ctx("create chunk staging file", &path)?;
-                io::copy(&mut from, &mut to).ctx("copy chunk body to", &path)?;
-            }
-        }
-        let guard = OpenOptions::new()
+        inner.ledgers.forget(key);
+        let data = inner.data(key);
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .create_new(true)
+            .open(&data)
+            .ctx("create data file", &data)?;
+        if let Some(size) = upload.total_size {
+            // Sparse: the blocks are allocated as the pieces arrive.
+            file.set_len(size).ctx("size data file", &data)?;
+        }
+        let description = Description {
+            layout: LAYOUT,
+            upload: upload.clone(),
+            created_ms: now_ms(),
+            nonce: nonce(),
+        };
+        write_json(&dir.join("upload.json"), &description, false)?;
+        Ok(Stored {
+            upload: description.upload,
+            created_ms: description.created_ms,
+            nonce: description.nonce,
+            assembled: None,
+        })
+    }
+
+    fn tally(&self, key: &str) -> Result<Tally> {
+        self.inner.tally(key)
+    }
+
+    fn recorded(&self, key: &str, index: u64) -> Result<Option<u64>> {
+        self.inner.recorded(key, index)
+    }
+
+    fn recorded_sizes(&self, key: &str, count: u64) -> Result<Vec<Option<u64>>> {
+        self.inner.tally(key)?;
+        Ok(self.inner.ledgers.sizes(key, count))
+    }
+
+    fn open_piece(&self, lock: &UploadLock, upload: &Stored, piece: Piece) -> Result<Box<dyn PieceWriter>> {
+        let inner = &self.inner;
+        let key = lock.key();
+        let aside = || -> Result<Box<dyn PieceWriter>> {
+            let staging = inner.dir(key).join("staging");
+            ensure_dir(&staging)?;
+            Ok(Box::new(AsideWriter {
+                store: Arc::clone(inner),
+                key: key.to_owned(),
+                opened: upload.clone(),
+                piece,
+                file: locked_temp_file(&staging)?,
+                len: 0,
+            }))
+        };
+        if upload.assembled.is_some() || inner.recorded(key, piece.index)?.is_some() {
+            return aside();
+        }
+        let Some(claim) = inner.try_claim(key, piece.index)? else {
+            return aside(); // another request is writing this piece in place
+        };
+        let path = inner.data(key);
+        let file = match open_rw(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                claim.release()?;
+                return Err(Error::Restarted {
+                    identifier: upload.upload.identifier.clone(),
+                });
+            }
+            Err(e) => return Err(Error::io("open data file", &path, e)),
+        };
+        Ok(Box::new(InPlaceWriter {
+            store: Arc::clone(inner),
+            key: key.to_owned(),
+            nonce: upload.nonce,
+            piece,
+            file,
+            path,
+            claim: Some(claim),
+            len: 0,
+        }))
+    }
+
+    fn assemble(&self, lock: &UploadLock, upload: &Stored, plan: &Assembly<'_>) -> Result<Marker> {
+        let inner = &self.inner;
+        let key = lock.key();
+        if let Some(marker) = inner.recover(key)? {
+            return Ok(marker);
+        }
+        let dir = inner.dir(key);
+        let data_path = inner.data(key);
+        let data = open_rw(&data_path).ctx("open data file", &data_path)?;
+        let len = data.metadata().ctx("stat data file", &data_path)?.len();
+        let expected = upload.upload.total_size.unwrap_or(plan.tally.bytes);
+        if upload.upload.total_size.is_none() && len > expected {
+            // Bytes of a piece that was never recorded (refused as too long, say).
+            data.set_len(expected).ctx("trim data file", &data_path)?;
+        } else if len != expected || plan.tally.bytes != expected {
+            return Err(Error::SizeMismatch {
+                key: key.to_owned(),
+                expected,
+                actual: plan.tally.bytes.min(len),
+            });
+        }
+
+        let destination = inner.resolve(plan.destination);
+        let dest_dir = destination
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        fs::create_dir_all(&dest_dir).ctx("create destination directory", &dest_dir)?;
+        let record_path = dir.join("assembling.json");
+        let tag = &key[..key.len().min(16)];
+
+        let (published, size) = match plan.preprocess {
+            None => {
+                data.sync_all().ctx("sync data file", &data_path)?;
+                drop(data);
+                write_json(
+                    &record_path,
+                    &AssemblyRecord {
+                        source: data_path.clone(),
+                        source_is_data: true,
+                        destination: destination.clone(),
+                        conflict: plan.conflict.into(),
+                    },
+                    true,
+                )?;
+                match publish(&data_path, &destination, plan.conflict) {
+                    Ok(published) => (published, expected),
+                    Err(e) if crossed_devices(&e) => {
+                        // The temp dir is on another filesystem: one kernel copy beside the
+                        // destination, then publish that.
+                        let copy = hidden_beside(&destination, tag);
+                        write_json(
+                            &record_path,
+                            &AssemblyRecord {
+                                source: copy.clone(),
+                                source_is_data: false,
+                                destination: destination.clone(),
+                                conflict: plan.conflict.into(),
+                            },
+                            true,
+                        )?;
+                        let published = copy_new(&data_path, &copy)
+                            .and_then(|()| publish(&copy, &destination, plan.conflict));
+                        let published = undo_on_error(published, &copy, &record_path)?;
+                        remove_if_exists(&copy)?;
+                        (published, expected)
+                    }
+                    Err(e) => {
+                        let _ = remove_if_exists(&record_path);
+                        return Err(e);
+                    }
+                }
+            }
+            Some(hook) => {
+                let staging = hidden_beside(&destination, tag);
+                write_json(
+                    &record_path,
+                    &AssemblyRecord {
+                        source: staging.clone(),
+                        source_is_data: false,
+                        destination: destination.clone(),
+                        conflict: plan.conflict.into(),
+                    },
+                    true,
+                )?;
+                let sizes = inner.ledgers.sizes(key, plan.tally.present);
+                let written = run_hook(hook, data, &data_path, &sizes, &staging)
+                    .and_then(|size| publish(&staging, &destination, plan.conflict).map(|p| (p, size)));
+                let (published, size) = undo_on_error(written, &staging, &record_path)?;
+                remove_if_exists(&staging)?;
+                (published, size)
+            }
+        };
+        sync_dir(&dest_dir)?;
+        let marker = Marker {
+            location: Location::Path(published),
+            size,
+            assembled_ms: now_ms(),
+        };
+        write_json(&dir.join("assembled.json"), &marker, true)?;
+        sync_dir(&dir)?;
+        remove_if_exists(&record_path)?;
+        if !plan.keep_pieces {
+            remove_if_exists(&data_path)?;
+            remove_if_exists(&inner.ledger(key))?;
+            inner.ledgers.forget(key);
+        }
+        Ok(marker)
+    }
+
+    fn reset(&self, lock: &UploadLock) -> Result<()> {
+        let inner = &self.inner;
+        let key = lock.key();
+        inner.recover(key)?;
+        let dir = inner.dir(key);
+        for name in ["upload.json", "assembled.json", "ledger", "data"] {
+            remove_if_exists(&dir.join(name))?;
+        }
+        inner.ledgers.forget(key);
+        Ok(())
+    }
+
+    fn remove(&self, lock: &UploadLock) -> Result<u64> {
+        let inner = &self.inner;
+        let key = lock.key();
+        let dir = inner.dir(key);
+        let trash = inner.root.join(format!("{TRASH_PREFIX}{key}-{:016x}", nonce()));
+        // Renamed first, so that a request arriving meanwhile starts a new upload instead of
+        // writing into one half removed.
+        fs::rename(&dir, &trash).ctx("remove upload", &dir)?;
+        inner.ledgers.forget(key);
+        let bytes = dir_size(&trash);
+        fs::remove_dir_all(&trash).ctx("remove upload", &trash)?;
+        Ok(bytes)
+    }
+
+    fn keys(&self) -> Result<Vec<String>> {
+        let root = &self.inner.root;
+        let entries = match fs::read_dir(root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list temp dir", root, e)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with('.') && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                keys.push(name.to_owned());
+            }
+        }
+        Ok(keys)
+    }
+
+    fn inspect(&self, lock: &UploadLock) -> Result<Activity> {
+        let inner = &self.inner;
+        let key = lock.key();
+        let dir = inner.dir(key);
+        let mut activity = Activity {
+            last_activity: SystemTime::UNIX_EPOCH,
+            live: false,
+            orphans_removed: 0,
+            bytes_freed: 0,
+        };
+        let staged_before = fs::symlink_metadata(dir.join("assembling.json")).is_ok();
+        if staged_before && inner.recover(key)?.is_none() {
+            activity.orphans_removed += 1;
+        }
+        let now = SystemTime::now();
+        let mut consider = |path: &Path| {
+            if let Ok(t) = fs::symlink_metadata(path).and_then(|m| m.modified()) {
+                activity.last_activity = activity.last_activity.max(t);
+            }
+        };
+        for name in ["", "ledger", "data", "assembled.json", "upload.json", "staging", "claims"] {
+            consider(&dir.join(name));
+        }
+        // Claims: a locked one is a live writer; an unlocked one, a dead writer's.
+        for entry in read_dir_files(&dir.join("claims")) {
+            match try_lock_file(&entry) {
+                Some(true) => activity.live = true,
+                Some(false) => {
+                    let _ = fs::remove_file(&entry);
+                }
+                None => {}
+            }
+        }
+        for entry in read_dir_files(&dir.join("staging")) {
+            let Ok(meta) = fs::symlink_metadata(&entry) else { continue };
+            if let Ok(t) = meta.modified() {
+                activity.last_activity = activity.last_activity.max(t);
+            }
+            match try_lock_file(&entry) {
+                Some(true) => activity.live = true,
+                Some(false) => {
+                    let age = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .unwrap_or_default();
+                    if age >= ORPHAN_GRACE && fs::remove_file(&entry).is_ok() {
+                        activity.orphans_removed += 1;
+                        activity.bytes_freed += meta.len();
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(activity)
+    }
+
+    fn incoming(&self) -> Result<NamedTempFile> {
+        let dir = self.inner.root.join(INCOMING_DIR);
+        ensure_dir(&dir)?;
+        locked_temp_file(&dir)
+    }
+
+    fn clean_incoming(&self, grace: Duration) -> Result<(u64, u64)> {
+        let root = &self.inner.root;
+        let now = SystemTime::now();
+        let (mut files, mut bytes) = (0, 0);
+        for entry in read_dir_files(&root.join(INCOMING_DIR)) {
+            let Ok(meta) = fs::symlink_metadata(&entry) else { continue };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            if age >= grace && try_lock_file(&entry) == Some(false) && fs::remove_file(&entry).is_ok() {
+                files += 1;
+                bytes += meta.len();
+            }
+        }
+        // Removals a crash interrupted.
+        if let Ok(entries) = fs::read_dir(root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with(TRASH_PREFIX) {
+                    bytes += dir_size(&entry.path());
+                    if fs::remove_dir_all(entry.path()).is_ok() {
+                        files += 1;
+                    }
+                }
+            }
+        }
+        Ok((files, bytes))
+    }
+}
+
+/// Runs the pre-process hook over every piece in order, into a new hidden file; returns its
+/// size once synced.
+fn run_hook(
+    hook: &super::PreprocessFn,
+    mut data: File,
+    data_path: &Path,
+    sizes: &[Option<u64>],
+    staging: &Path,
+) -> Result<u64> {
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(staging)
+        .ctx("create assembly staging file", staging)?;
+    let mut writer = BufWriter::with_capacity(256 * 1024, &out);
+    data.seek(SeekFrom::Start(0)).ctx("read data file", data_path)?;
+    for (index, size) in sizes.iter().enumerate() {
+        let size = size.unwrap_or(0);
+        let mut piece = (&mut data).take(size);
+        hook(index as u64, &mut piece, &mut writer).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                Error::Refused {
+                    reason: e.to_string(),
+                }
+            } else {
+                Error::io("pre-process piece", data_path, e)
+            }
+        })?;
+        // A hook that stops reading early must not shift the next piece.
+        io::copy(&mut piece, &mut io::sink()).ctx("read data file", data_path)?;
+    }
+    writer.flush().ctx("write assembly staging file", staging)?;
+    drop(writer);
+    out.sync_all().ctx("sync assembled file", staging)?;
+    Ok(out.metadata().ctx("stat assembled file", staging)?.len())
+}
+
+/// On error, removes the hidden file and the assembly record before passing the error on.
+fn undo_on_error<T>(result: Result<T>, file: &Path, record: &Path) -> Result<T> {
+    if result.is_err() {
+        let _ = fs::remove_file(file);
+        let _ = fs::remove_file(link_path(file));
+        let _ = fs::remove_file(record);
+    }
+    result
+}
+
+/// The files in `dir` (none if it cannot be read).
+fn read_dir_files(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `Some(true)` if someone holds `path`'s lock, `Some(false)` if nobody does, `None` if it
+/// cannot be told.
+fn try_lock_file(path: &Path) -> Option<bool> {
+    let file = open_read(path).ok()?;
+    match file.try_lock() {
+        Ok(()) => Some(false),
+        Err(TryLockError::WouldBlock) => Some(true),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
+/// Takes upload `key`'s lock, creating its directory when `create`; `None` when it does not
+/// exist and `create` is false.
+fn lock(inner: &Inner, key: &str, timeout: Duration, create: bool) -> Result<Option<UploadLock>> {
+    let dir = inner.dir(key);
+    let path = dir.join("lock");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if create {
+            ensure_dir(&dir)?;
+        }
+        let file = match no_follow(OpenOptions::new().create(create).truncate(false).read(true).write(true))
             .open(&path)
-            .ctx("open chunk staging file", &path)?;
-        let _ = guard.try_lock();
-        let len = guard
-            .metadata()
-            .ctx("stat chunk staging file", &path)?
-            .len();
-        if sync {
-            guard.sync_data().ctx("sync chunk staging file", &path)?;
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if create {
+                    continue; // removed between creating the directory and opening
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::io("open lock file", &path, e)),
+        };
+        lock_until(&file, &path, deadline)?;
+        // The upload may have been removed while we waited: only a lock file that is still in
+        // place locks anything.
+        match fs::symlink_metadata(&path) {
+            Ok(now) if same_file(&now, &file.metadata().ctx("stat lock file", &path)?) => {
+                return Ok(Some(UploadLock::new(key, LockFile { _file: file })));
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if create {
+                    continue;
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::io("stat lock file", &path, e)),
         }
-        Ok(StagedChunk { path, guard, len })
     }
-}
-
-/// A chunk body written to a staging file, not yet published. The open, locked handle tells
-/// the sweep the file is alive until the chunk is published or dropped.
-#[derive(Debug)]
-pub(crate) struct StagedChunk {
-    pub(crate) path: TempPath,
-    guard: File,
-    pub(crate) len: u64,
-}
-
-impl StagedChunk {
-    /// A staging file holding `len` bytes, synced first when `sync`.
-    pub(crate) fn new(file: NamedTempFile, len: u64, sync: bool) -> Result<StagedChunk> {
-        if sync {
-            file.as_file()
-                .sync_data()
-                .ctx("sync chunk staging file", file.path())?;
-        }
-        let (guard, path) = file.into_parts();
-        Ok(StagedChunk { path, guard, len })
-    }
-}
-
-/// The held lock of one upload; released on drop.
-#[derive(Debug)]
-pub(crate) struct UploadLock {
-    _file: File,
-}
-
-/// A new staging file in `dir`, locked so the sweep can tell a live one from a crash's leftover.
-pub(crate) fn staging_file(dir: &Path) -> Result<NamedTempFile> {
-    let file = tempfile::Builder::new()
-        .prefix(".stage-")
-        .tempfile_in(dir)
-        .ctx("create staging file in", dir)?;
-    // A fresh file nobody else knows yet: this cannot block.
-    file.as_file().try_lock().map_err(|e| match e {
-        TryLockError::Error(e) => Error::io("lock staging file", file.path(), e),
-        TryLockError::WouldBlock => Error::io(
-            "lock staging file",
-            file.path(),
-            io::ErrorKind::WouldBlock.into(),
-        ),
-    })?;
-    Ok(file)
 }
 
 /// Waits for `file`'s exclusive lock until `deadline`, polling with a short backoff so that a
@@ -393,134 +805,190 @@ fn lock_until(file: &File, path: &Path, deadline: Instant) -> Result<()> {
     }
 }
 
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        a.dev() == b.dev() && a.ino() == b.ino()
+/// A random-enough number telling one start (or removal) of a key from the next.
+fn nonce() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u64(now_ms());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// Writes a piece at its offset in the data file, holding its claim.
+#[derive(Debug)]
+struct InPlaceWriter {
+    store: Arc<Inner>,
+    key: String,
+    nonce: u64,
+    piece: Piece,
+    file: File,
+    path: PathBuf,
+    claim: Option<Claim>,
+    len: u64,
+}
+
+impl PieceWriter for InPlaceWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let at = self.piece.offset + self.len;
+        write_all_at(&self.file, bytes, at).ctx("write data file", &self.path)?;
+        self.len += bytes.len() as u64;
+        Ok(())
     }
-    #[cfg(not(unix))]
-    {
-        a.created().ok() == b.created().ok() && a.len() == b.len()
+
+    fn write_file(&mut self, file: &mut File, path: &Path) -> Result<u64> {
+        // A kernel copy (copy_file_range) from the body's file into place.
+        let at = self.piece.offset + self.len;
+        let mut target = &self.file;
+        target.seek(SeekFrom::Start(at)).ctx("seek data file", &self.path)?;
+        file.seek(SeekFrom::Start(0)).ctx("read chunk body", path)?;
+        let n = io::copy(file, &mut target).ctx("copy chunk body into", &self.path)?;
+        self.len += n;
+        Ok(n)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn commit(mut self: Box<Self>, lock: &UploadLock, current: &Stored, sync: bool) -> Result<Recorded> {
+        debug_assert_eq!(lock.key(), self.key);
+        let current_data = fs::symlink_metadata(&self.path);
+        let ours = self.file.metadata().ctx("stat data file", &self.path)?;
+        let same_generation = current.nonce == self.nonce
+            && current_data.is_ok_and(|m| same_file(&m, &ours));
+        let claim = self.claim.take().expect("an in-place writer holds its claim");
+        if !same_generation {
+            claim.release()?;
+            return Ok(Recorded::Stale);
+        }
+        if sync {
+            self.file.sync_data().ctx("sync data file", &self.path)?;
+        }
+        let tally = self.store.record(&self.key, self.piece.index, self.len)?;
+        claim.release()?;
+        Ok(Recorded::Stored(tally))
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::io("parse", path, io::Error::new(io::ErrorKind::InvalidData, e))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, e)),
-    }
+/// Writes a second copy of a piece aside, to be compared (or moved into place) at commit.
+#[derive(Debug)]
+struct AsideWriter {
+    store: Arc<Inner>,
+    key: String,
+    opened: Stored,
+    piece: Piece,
+    file: NamedTempFile,
+    len: u64,
 }
 
-/// Writes `value` as JSON to `path` atomically (temporary file, then rename), synced to stable
-/// storage first when `durable`.
-fn write_json<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".json-")
-        .tempfile_in(dir)
-        .ctx("create temporary file in", dir)?;
-    let bytes = serde_json::to_vec(value).expect("plain data serializes");
-    tmp.write_all(&bytes).ctx("write", tmp.path())?;
-    if durable {
-        tmp.as_file().sync_data().ctx("sync", tmp.path())?;
-    }
-    tmp.persist(path)
-        .map_err(|e| Error::io("rename into place", path, e.error))?;
-    Ok(())
-}
-
-pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", path, e)),
-    }
-}
-
-/// Flushes a directory's entries (new names, renames) to stable storage.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .ctx("sync directory", dir)?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> (tempfile::TempDir, LocalStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path().to_path_buf());
-        (dir, store)
+impl PieceWriter for AsideWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .ctx("write chunk staging file", self.file.path())?;
+        self.len += bytes.len() as u64;
+        Ok(())
     }
 
-    #[test]
-    fn a_chunk_is_absent_until_published() {
-        let (_dir, store) = store();
-        let up = store.upload("k");
-        let _lock = up.lock(Duration::from_secs(1)).unwrap();
-        let mut file = up.staging_file().unwrap();
-        file.write_all(b"0123456789").unwrap();
-        let staged = StagedChunk::new(file, 10, false).unwrap();
-        assert_eq!(up.chunk_len(0).unwrap(), None, "staged is not present");
-        let tally = up.publish_chunk(&store.ledgers, 1, 0, staged).unwrap();
-        assert_eq!(
-            tally,
-            Tally {
-                present: 1,
-                bytes: 10
+    fn write_file(&mut self, file: &mut File, path: &Path) -> Result<u64> {
+        file.seek(SeekFrom::Start(0)).ctx("read chunk body", path)?;
+        let n = io::copy(file, self.file.as_file_mut()).ctx("copy chunk body to", self.file.path())?;
+        self.len += n;
+        Ok(n)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn commit(self: Box<Self>, lock: &UploadLock, current: &Stored, sync: bool) -> Result<Recorded> {
+        debug_assert_eq!(lock.key(), self.key);
+        let inner = Arc::clone(&self.store);
+        let key = self.key.clone();
+        let (index, offset, len) = (self.piece.index, self.piece.offset, self.len);
+        let opened = &self.opened.upload;
+        let same_geometry = current.upload.total_size == opened.total_size
+            && current.upload.chunk_size == opened.chunk_size
+            && current.upload.total_chunks == opened.total_chunks;
+        if !same_geometry {
+            return Ok(Recorded::Stale);
+        }
+        if let Some(marker) = &current.assembled {
+            // Compare with the published file, if it is still the one published.
+            let matches = marker.location.as_path().is_some_and(|path| {
+                let Ok(mut published) = open_read(path) else { return false };
+                let size_ok = published.metadata().is_ok_and(|m| m.len() == marker.size);
+                let mut ours = match self.file.reopen() {
+                    Ok(f) => f,
+                    Err(_) => return false,
+                };
+                size_ok
+                    && offset.checked_add(len).is_some_and(|end| end <= marker.size)
+                    && same_bytes(&mut ours, 0, &mut published, offset, len).unwrap_or(false)
+            });
+            let tally = Tally {
+                present: current.upload.total_chunks,
+                bytes: marker.size,
+            };
+            return Ok(if matches { Recorded::Same(tally) } else { Recorded::Differs(self) });
+        }
+        let data_path = inner.data(&key);
+        if let Some(size) = inner.recorded(&key, index)? {
+            let mut data = open_read(&data_path).ctx("open data file", &data_path)?;
+            let mut ours = self.file.reopen().ctx("read chunk staging file", self.file.path())?;
+            let same = size == len
+                && same_bytes(&mut ours, 0, &mut data, offset, len).ctx("compare chunk", &data_path)?;
+            let tally = inner.tally(&key)?;
+            return Ok(if same { Recorded::Same(tally) } else { Recorded::Differs(self) });
+        }
+        // Not recorded: whoever wrote it in place gave up. Move these bytes into place.
+        let Some(claim) = inner.try_claim(&key, index)? else {
+            return Ok(Recorded::Contended);
+        };
+        let data = match open_rw(&data_path) {
+            Ok(data) => data,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                claim.release()?;
+                return Ok(Recorded::Stale);
             }
-        );
-        assert_eq!(up.chunk_len(0).unwrap(), Some(10));
-        assert_eq!(fs::read_dir(up.staging_dir()).unwrap().count(), 0);
+            Err(e) => return Err(Error::io("open data file", &data_path, e)),
+        };
+        let mut target = &data;
+        target.seek(SeekFrom::Start(offset)).ctx("seek data file", &data_path)?;
+        let mut ours = self.file.reopen().ctx("read chunk staging file", self.file.path())?;
+        io::copy(&mut ours, &mut target).ctx("copy chunk into", &data_path)?;
+        if sync {
+            data.sync_data().ctx("sync data file", &data_path)?;
+        }
+        let tally = inner.record(&key, index, len)?;
+        claim.release()?;
+        Ok(Recorded::Stored(tally))
     }
+}
 
-    #[test]
-    fn a_dropped_staging_file_leaves_nothing() {
-        let (_dir, store) = store();
-        let up = store.upload("k");
-        let mut file = up.staging_file().unwrap();
-        file.write_all(&[7u8; 1000]).unwrap();
-        drop(file);
-        assert_eq!(fs::read_dir(up.staging_dir()).unwrap().count(), 0);
+/// Writes all of `bytes` at `offset` (positional: writers of other pieces share the file).
+fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(bytes, offset)
     }
-
-    #[test]
-    fn lock_excludes_and_times_out_as_busy() {
-        let (_dir, store) = store();
-        let up = store.upload("k");
-        let held = up.lock(Duration::from_secs(1)).unwrap();
-        assert!(matches!(
-            up.lock(Duration::from_millis(20)),
-            Err(Error::Busy { .. })
-        ));
-        assert!(up.try_lock().unwrap().is_none());
-        drop(held);
-        assert!(up.try_lock().unwrap().is_some());
-    }
-
-    #[test]
-    fn lock_existing_does_not_create() {
-        let (_dir, store) = store();
-        let up = store.upload("nothing");
-        assert!(up.lock_existing(Duration::from_secs(1)).unwrap().is_none());
-        assert!(!up.path.is_dir());
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        let (mut bytes, mut offset) = (bytes, offset);
+        while !bytes.is_empty() {
+            let n = file.seek_write(bytes, offset)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            bytes = &bytes[n..];
+            offset += n as u64;
+        }
+        Ok(())
     }
 }
