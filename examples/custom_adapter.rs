@@ -98,8 +98,8 @@ fn main() -> chunked_upload::Result<()> {
         let reply = Reply::from_result(&result);
         println!("chunk {number}: {} {}", reply.status, reply.body);
         if let Ok(Outcome::Assembled { file, .. }) = result {
-            let bytes = std::fs::read(&file.path).expect("assembled file");
-            println!("assembled {} ({} bytes)", file.path.display(), file.size);
+            let bytes = std::fs::read(file.path().expect("a local file")).expect("assembled file");
+            println!("assembled {} ({} bytes)", file.location, file.size);
             println!("sha1 {}", hex::encode(Sha1::digest(&bytes)));
             assert_eq!(bytes, data);
         }

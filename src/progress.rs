@@ -534,7 +534,6 @@ impl Drop for ChunkProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use UploadInfo;
 
     fn info(scope: &str, id: &str, size: Option<u64>) -> UploadInfo {
         UploadInfo {
@@ -546,6 +545,7 @@ mod tests {
             total_size: size,
             total_chunks: 4,
             chunk_size: size.map(|s| s / 4),
+            metadata: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use std::any::Any;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tempfile::NamedTempFile;
@@ -665,7 +666,7 @@ impl Uploads {
             ));
         }
 
-        let lock = store.lock(&key, config.lock_timeout)?;
+        let mut lock = store.lock(&key, config.lock_timeout)?;
         let restarted = || Error::Restarted {
             identifier: info.identifier.clone(),
         };
@@ -686,6 +687,8 @@ impl Uploads {
             }
         }
         let mut writer = writer;
+        let waiting_since = Instant::now();
+        let mut pause = Duration::from_millis(1);
         let tally = loop {
             match writer.commit(&lock, &current, config.sync_chunks)? {
                 Recorded::Stored(tally) => break tally,
@@ -712,7 +715,19 @@ impl Uploads {
                         chunk: info.chunk_number(),
                     });
                 }
-                Recorded::Contended => return Err(Error::Busy { retry_after: 1 }),
+                Recorded::Contended(back) => {
+                    // A duplicate finished before the copy being written in place: wait for
+                    // that one (without the lock, which it needs), then compare.
+                    drop(lock);
+                    if waiting_since.elapsed() >= config.lock_timeout {
+                        return Err(Error::Busy { retry_after: 1 });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                    lock = store.lock(&key, config.lock_timeout)?;
+                    current = store.load(&key)?.ok_or_else(restarted)?;
+                    writer = back;
+                }
                 Recorded::Stale => return Err(restarted()),
             }
         };

@@ -17,7 +17,7 @@ use chunked_upload::{
 use common::{FlowFile, bytes, config, uploads, visible_files};
 
 fn upload_dir(uploads: &Uploads, scope: &str, id: &str) -> std::path::PathBuf {
-    uploads.temp_dir().join(default_hash_name(scope, id))
+    uploads.temp_dir().unwrap().join(default_hash_name(scope, id))
 }
 
 /// A body that yields `first` bytes, then waits for a signal before yielding the rest.
@@ -70,11 +70,8 @@ fn a_chunk_streaming_in_is_not_present() {
         uploads.save(&mut f.test(1, "")),
         Err(Error::NoContent { .. })
     ));
-    assert!(
-        !upload_dir(&uploads, "", &f.identifier)
-            .join("chunk.0")
-            .exists()
-    );
+    let key = default_hash_name("", &f.identifier);
+    assert_eq!(uploads.store().tally(&key).unwrap().present, 0, "not recorded");
     go_tx.send(()).unwrap();
     assert!(matches!(
         writer.join().unwrap(),
@@ -86,40 +83,82 @@ fn a_chunk_streaming_in_is_not_present() {
     ));
 }
 
-/// Invariant 1: a duplicate replaces the stored chunk atomically: a reader never sees a
-/// partial chunk.
+/// Invariant 1: a duplicate never changes the stored bytes (a reader of the data never sees
+/// them torn), and a second copy with other bytes is refused instead of mixed in.
 #[test]
-fn duplicates_replace_atomically() {
+fn duplicates_never_change_stored_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let uploads = uploads(dir.path());
     let f = FlowFile::new("a.bin", bytes(2_000_000, 2), 1_000_000);
     uploads.save(&mut f.upload(1, "")).unwrap();
-    let chunk = upload_dir(&uploads, "", &f.identifier).join("chunk.0");
+    let data = upload_dir(&uploads, "", &f.identifier).join("data");
     let stop = Arc::new(AtomicBool::new(false));
     let s = Arc::clone(&stop);
     let expected = f.data[f.range(1)].to_vec();
     let reader = thread::spawn(move || {
         let mut reads = 0;
         while !s.load(Ordering::Relaxed) {
-            let got = fs::read(&chunk).expect("chunk stays present");
-            assert_eq!(got.len(), expected.len(), "torn chunk seen");
-            assert!(got == expected);
+            let got = fs::read(&data).expect("data stays present");
+            assert!(got[..expected.len()] == expected[..], "torn chunk seen");
             reads += 1;
         }
         reads
     });
     for _ in 0..30 {
-        uploads.save(&mut f.upload(1, "")).unwrap();
+        assert!(matches!(
+            uploads.save(&mut f.upload(1, "")).unwrap(),
+            Outcome::ChunkStored {
+                chunks_present: 1,
+                ..
+            }
+        ));
     }
+    let mut other = f.upload(1, "");
+    other.set_body(ChunkBody::bytes(bytes(1_000_000, 99)));
+    let err = uploads.save(&mut other).unwrap_err();
+    assert!(matches!(err, Error::ContentMismatch { chunk: 1, .. }), "{err}");
+    assert_eq!(err.status(), 409);
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0);
+    let Outcome::Assembled { file, .. } = uploads.save(&mut f.upload(2, "")).unwrap() else {
+        panic!("the second chunk completes the file")
+    };
+    assert!(fs::read(file.path().unwrap()).unwrap() == f.data);
 }
 
-/// Invariant 2: completion comes from the ledger, not from listing the chunks on each request.
-/// A chunk file slipped into the directory behind the ledger's back does not complete the
-/// upload when another chunk arrives (a scan would count it); the test request that finds it
-/// records it, and since the upload is then complete, assembles it (invariant 3: a test request
-/// can complete an upload).
+/// Invariant 1 with copies in flight at once: of several requests writing the same chunk at
+/// the same moment, one writes it in place and the others aside; the file holds the bytes sent.
+#[test]
+fn concurrent_copies_of_one_chunk_yield_the_bytes_sent() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = uploads(dir.path());
+        let f = FlowFile::new("p.bin", bytes(300_000, round), 100_000);
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (uploads, f, barrier) = (uploads.clone(), f.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    barrier.wait();
+                    uploads.save(&mut f.upload(2, "")).unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert!(matches!(h.join().unwrap(), Outcome::ChunkStored { .. }));
+        }
+        uploads.save(&mut f.upload(1, "")).unwrap();
+        let Outcome::Assembled { file, .. } = uploads.save(&mut f.upload(3, "")).unwrap() else {
+            panic!()
+        };
+        assert!(fs::read(file.path().unwrap()).unwrap() == f.data, "round {round}");
+    }
+}
+
+/// Invariant 2: completion comes from the ledger: bytes written at a chunk's place without a
+/// record (a crash between writing and recording) do not count. Invariant 3: a test request
+/// that finds every chunk recorded completes the upload (here after the first assembly was
+/// refused by the conflict policy and the way was cleared).
 #[test]
 fn completion_is_tracked_by_the_ledger_and_a_test_request_completes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +166,11 @@ fn completion_is_tracked_by_the_ledger_and_a_test_request_completes_it() {
     let f = FlowFile::new("b.bin", bytes(30, 3), 10);
     let up = upload_dir(&uploads, "", &f.identifier);
     uploads.save(&mut f.upload(1, "")).unwrap();
-    fs::write(up.join("chunk.2"), &f.data[f.range(3)]).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let data = fs::OpenOptions::new().write(true).open(up.join("data")).unwrap();
+        data.write_all_at(&f.data[f.range(3)], 20).unwrap();
+    }
     assert!(matches!(
         uploads.save(&mut f.upload(2, "")),
         Ok(Outcome::ChunkStored {
@@ -136,11 +179,22 @@ fn completion_is_tracked_by_the_ledger_and_a_test_request_completes_it() {
             ..
         })
     ));
-    assert!(visible_files(&dir.path().join("files")).is_empty());
+    assert!(matches!(
+        uploads.save(&mut f.test(3, "")),
+        Err(Error::NoContent { .. })
+    ));
+    let files = dir.path().join("files");
+    fs::create_dir_all(&files).unwrap();
+    fs::write(files.join("b.bin"), b"in the way").unwrap();
+    assert!(matches!(
+        uploads.save(&mut f.upload(3, "")),
+        Err(Error::Conflict { .. })
+    ));
+    fs::remove_file(files.join("b.bin")).unwrap();
     let Ok(Outcome::Assembled { file, fresh: true }) = uploads.save(&mut f.test(3, "")) else {
         panic!("the test request should complete the upload")
     };
-    assert_eq!(fs::read(&file.path).unwrap(), f.data);
+    assert_eq!(fs::read(file.path().unwrap()).unwrap(), f.data);
 }
 
 /// Invariant 3: later requests for an assembled upload answer success and do not assemble
@@ -166,12 +220,14 @@ fn assembled_uploads_answer_without_reassembling() {
     let dest = dir.path().join("files/c.txt");
     let modified = fs::metadata(&dest).unwrap().modified().unwrap();
     for n in 1..=2 {
-        assert!(matches!(
-            uploads.save(&mut f.upload(n, "")),
-            Ok(Outcome::Assembled { fresh: false, .. })
-        ));
+        // A test request says "absent", so that a changed file would be sent; the same bytes
+        // then answer "assembled" without assembling again.
         assert!(matches!(
             uploads.save(&mut f.test(n, "")),
+            Err(Error::NoContent { .. })
+        ));
+        assert!(matches!(
+            uploads.save(&mut f.upload(n, "")),
             Ok(Outcome::Assembled { fresh: false, .. })
         ));
     }
@@ -236,8 +292,8 @@ fn chunks_are_kept_when_asked() {
         uploads.save(&mut f.upload(n, "")).unwrap();
     }
     let up = upload_dir(&uploads, "", &f.identifier);
-    assert_eq!(fs::read(up.join("chunk.0")).unwrap(), &f.data[..10]);
-    assert_eq!(fs::read(up.join("chunk.1")).unwrap(), &f.data[10..]);
+    assert_eq!(fs::read(up.join("data")).unwrap(), f.data);
+    assert_eq!(fs::read(dir.path().join("files/e.txt")).unwrap(), f.data);
 }
 
 /// Invariant 7: two scopes never share chunks, even with identical identifiers.
@@ -367,6 +423,7 @@ fn sweep_respects_locks_and_removes_orphans() {
 
     // A crashed request's staging file (unlocked, a minute old) and a live one (locked).
     let staging = up.join("staging");
+    fs::create_dir_all(&staging).unwrap();
     let orphan = staging.join(".stage-orphan");
     let live = staging.join(".stage-live");
     fs::write(&orphan, b"half").unwrap();
@@ -412,7 +469,7 @@ fn empty_file() {
     let Outcome::Assembled { file, .. } = uploads.save(&mut f.upload(1, "")).unwrap() else {
         panic!()
     };
-    assert_eq!(fs::metadata(&file.path).unwrap().len(), 0);
+    assert_eq!(fs::metadata(file.path().unwrap()).unwrap().len(), 0);
 }
 
 /// Both last-chunk geometries assemble byte-identical files.
@@ -436,7 +493,7 @@ fn both_geometries_round_trip() {
                 panic!("force={force} size={size}: {last:?}")
             };
             assert_eq!(
-                fs::read(&file.path).unwrap(),
+                fs::read(file.path().unwrap()).unwrap(),
                 f.data,
                 "force={force} size={size}"
             );
@@ -497,7 +554,7 @@ fn a_hook_can_refuse_a_file_for_good() {
     let Outcome::Assembled { file, .. } = uploads.save(&mut ok.upload(1, "")).unwrap() else {
         panic!()
     };
-    assert_eq!(fs::read(file.path).unwrap(), b"hello");
+    assert_eq!(fs::read(file.path().unwrap()).unwrap(), b"hello");
 }
 
 #[allow(dead_code)]

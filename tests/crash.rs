@@ -147,7 +147,7 @@ fn kill_9_during_upload_and_assembly() {
         }
         let file = assembled.unwrap_or_else(|| panic!("seed {seed}: not assembled after resume"));
         assert!(
-            fs::read(&file.path).unwrap() == f.data,
+            fs::read(file.path().unwrap()).unwrap() == f.data,
             "seed {seed}: bytes differ"
         );
         assert_eq!(visible_files(&files), ["big.bin"], "seed {seed}");
@@ -155,14 +155,14 @@ fn kill_9_during_upload_and_assembly() {
         // Crash leftovers (a staging chunk the killed process was writing) go with the sweep
         // once they are past the grace period; simulate the wait by ageing them.
         let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-        for entry in all_entries(uploads.temp_dir()) {
-            let p = uploads.temp_dir().join(&entry);
+        for entry in all_entries(uploads.temp_dir().unwrap()) {
+            let p = uploads.temp_dir().unwrap().join(&entry);
             if p.is_file() && entry.contains("staging/") {
                 fs::File::open(&p).unwrap().set_modified(old).unwrap();
             }
         }
         uploads.sweep().unwrap();
-        let stray: Vec<String> = all_entries(uploads.temp_dir())
+        let stray: Vec<String> = all_entries(uploads.temp_dir().unwrap())
             .into_iter()
             .filter(|e| e.contains(".stage-") || e.ends_with(".part"))
             .collect();

@@ -789,13 +789,23 @@ fn plupload_unequal_chunks_are_never_assembled() {
     uploads.save(&mut f.upload(0, "s")).unwrap();
     let mut short = f.upload(1, "s");
     short.set_body(ChunkBody::bytes(vec![0; 999]));
-    uploads.save(&mut short).unwrap();
-    // The last chunk finds a short chunk in the middle: refused with the reason, not assembled.
-    let last = uploads.save(&mut f.upload(2, "s")).unwrap_err();
+    // A chunk in the middle shorter than the first: refused on arrival with the reason.
+    let refused = uploads.save(&mut short).unwrap_err();
     assert!(
-        matches!(&last, Error::BadRequest { field, reason } if field == "body" && reason.contains("chunk 1 has 999 bytes")),
-        "{last}"
+        matches!(&refused, Error::BadRequest { field, .. } if field == "body")
+            && refused.to_string().contains("chunk 1 has 999 bytes"),
+        "{refused}"
     );
+    let mut long = f.upload(1, "s");
+    long.set_body(ChunkBody::bytes(vec![0; 1001]));
+    let refused = uploads.save(&mut long).unwrap_err();
+    assert!(
+        matches!(&refused, Error::BadRequest { field, .. } if field == "body"),
+        "{refused}"
+    );
+    // So the last chunk finds a gap: refused, not assembled.
+    let last = uploads.save(&mut f.upload(2, "s")).unwrap_err();
+    assert!(matches!(last, Error::Incomplete { .. }), "{last}");
     assert!(visible_files(&dir.path().join("files")).is_empty());
     // With the widget's chunk size configured, the short chunk is refused on arrival.
     let dir = tempfile::tempdir().unwrap();

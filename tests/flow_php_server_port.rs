@@ -58,7 +58,7 @@ fn config_construct_config() {
         .hash_name(|_, id| format!("custom-{}", id.len()))
         .preprocess(|_, r, w| io::copy(r, w).map(|_| ()))
         .build();
-    assert_eq!(config.temp_dir(), Path::new("/some/dir"));
+    assert_eq!(config.temp_dir(), Some(Path::new("/some/dir")));
     assert!(config.delete_chunks_on_save());
     assert_eq!(config.storage_key("", "abc"), "custom-3");
     assert!(config.preprocess().is_some());
@@ -81,7 +81,7 @@ fn config_construct_default() {
 #[test]
 fn config_set_temp_dir() {
     let config = Config::builder("/some/dir", "/dest").build();
-    assert_eq!(config.temp_dir(), Path::new("/some/dir"));
+    assert_eq!(config.temp_dir(), Some(Path::new("/some/dir")));
 }
 
 /// ConfigTest::testConfig_setHashNameCallback.
@@ -171,11 +171,11 @@ fn request_construct_with_cust_files() {
     let tmp = tempfile::NamedTempFile::new().unwrap();
     let path = tmp.path().to_path_buf();
     let mut request = RawRequest::new(RequestKind::Upload, fixture())
-        .with_body(ChunkBody::File(tmp.into_temp_path()));
+        .with_body(ChunkBody::File(tmp));
     let Some(ChunkBody::File(p)) = request.take_body() else {
         panic!("no file body")
     };
-    assert_eq!(p.to_path_buf(), path);
+    assert_eq!(p.path(), path);
 }
 
 // ---------------------------------------------------------------- FileTest
@@ -318,7 +318,7 @@ fn file_validate_file() {
     else {
         panic!("not assembled")
     };
-    assert_eq!(fs::read(file.path).unwrap(), b"1234567890");
+    assert_eq!(fs::read(file.path().unwrap()).unwrap(), b"1234567890");
 
     let nine = FlowFile {
         name: "nine.txt".into(),
@@ -361,7 +361,7 @@ fn file_save_chunk() {
     body.write_all(b"1234567890").unwrap();
     let body_path = body.path().to_path_buf();
     let mut request = RawRequest::new(RequestKind::Upload, f.params(1))
-        .with_body(ChunkBody::File(body.into_temp_path()));
+        .with_body(ChunkBody::File(body));
     uploads.save(&mut request).unwrap();
     assert!(!body_path.exists(), "moved, not copied");
     let chunk = dir
@@ -448,7 +448,7 @@ fn file_save_file_open_exception() {
     let Outcome::Assembled { file, .. } = uploads.save(&mut f.upload(1, "")).unwrap() else {
         panic!()
     };
-    assert_eq!(fs::read(file.path).unwrap(), b"0123456789");
+    assert_eq!(fs::read(file.path().unwrap()).unwrap(), b"0123456789");
 }
 
 /// FileTest::testFile_save_chunk_FileOpenException: a chunk missing at assembly time. Adapted
@@ -479,7 +479,7 @@ fn file_save_chunk_file_open_exception() {
     let Outcome::Assembled { file, .. } = uploads.save(&mut f.upload(2, "")).unwrap() else {
         panic!()
     };
-    assert_eq!(fs::read(file.path).unwrap(), b"0123456789ab");
+    assert_eq!(fs::read(file.path().unwrap()).unwrap(), b"0123456789ab");
 }
 
 /// FileTest::testFile_save_preProcess: the hook runs on every chunk during assembly.
@@ -540,7 +540,7 @@ fn fusty_request_validate_upload() {
     let mut body = uploads.incoming_file().unwrap();
     body.write_all(b"1234567890").unwrap();
     let mut request = RawRequest::new(RequestKind::Upload, fusty_params())
-        .with_body(ChunkBody::File(body.into_temp_path()));
+        .with_body(ChunkBody::File(body));
     let Outcome::Assembled { file, fresh: true } = uploads.save(&mut request).unwrap() else {
         panic!()
     };
@@ -568,7 +568,7 @@ fn age_upload(dir: &Path, when: SystemTime) {
 }
 
 fn upload_dir(uploads: &Uploads, id: &str) -> PathBuf {
-    uploads.temp_dir().join(default_hash_name("", id))
+    uploads.temp_dir().unwrap().join(default_hash_name("", id))
 }
 
 /// UploaderTest::testUploader_pruneChunks: with a 30 s expiry, what is 31 s idle goes, what is
@@ -592,7 +592,7 @@ fn uploader_prune_chunks() {
         &upload_dir(&uploads, "random30"),
         now - Duration::from_secs(29),
     );
-    let stray = uploads.temp_dir().join("not-an-upload.txt");
+    let stray = uploads.temp_dir().unwrap().join("not-an-upload.txt");
     fs::write(&stray, b"x").unwrap();
     fs::File::open(&stray)
         .unwrap()
@@ -613,6 +613,6 @@ fn uploader_prune_chunks() {
 fn uploader_exception() {
     let dir = tempfile::tempdir().unwrap();
     let uploads = uploads(dir.path());
-    fs::remove_dir_all(uploads.temp_dir()).unwrap();
+    fs::remove_dir_all(uploads.temp_dir().unwrap()).unwrap();
     assert_eq!(uploads.sweep().unwrap(), Default::default());
 }

@@ -263,7 +263,7 @@ fn oversized_declarations_are_refused_before_the_body() {
         })
     ));
     assert!(
-        common::all_entries(uploads.temp_dir()).is_empty(),
+        common::all_entries(uploads.temp_dir().unwrap()).is_empty(),
         "nothing stored"
     );
 }

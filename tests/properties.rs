@@ -99,8 +99,8 @@ fn indices(n: u64, pick: u64) -> Vec<u64> {
 #[track_caller]
 fn assert_bad(result: Result<(), Error>, field: &str, context: &str) {
     match result {
-        Err(Error::BadRequest { field: f, reason }) => {
-            assert_eq!(f, field, "{context}: refused naming {f:?} ({reason})");
+        Err(Error::BadRequest { field: f, problem, .. }) => {
+            assert_eq!(f, field, "{context}: refused naming {f:?} ({problem})");
         }
         other => panic!("{context}: expected BadRequest naming {field:?}, got {other:?}"),
     }

@@ -665,11 +665,14 @@ mod tests {
     #[test]
     fn missing_parameters_may_still_arrive_malformed_ones_not() {
         let params: Params = [("flowChunkNumber", "0")].into_iter().collect();
-        assert!(may_still_arrive(
-            &Error::bad("flowIdentifier", "missing"),
-            &params
-        ));
-        assert!(may_still_arrive(&Error::bad("parameters", "none"), &params));
+        assert!(may_still_arrive(&Error::missing("flowIdentifier"), &params));
+        let unrecognised = Error::problem(
+            "parameters",
+            Problem::Unrecognised {
+                protocols: vec!["flow.js"],
+            },
+        );
+        assert!(may_still_arrive(&unrecognised, &params));
         assert!(!may_still_arrive(
             &Error::bad("flowChunkNumber", "0"),
             &params

@@ -528,9 +528,9 @@ impl Store for LocalStore {
         sync_dir(&dir)?;
         remove_if_exists(&record_path)?;
         if !plan.keep_pieces {
+            // The ledger stays (16 bytes a piece): it tells where a late duplicate of a piece
+            // sits in the published file, so that it can be recognised.
             remove_if_exists(&data_path)?;
-            remove_if_exists(&inner.ledger(key))?;
-            inner.ledgers.forget(key);
         }
         Ok(marker)
     }
@@ -947,7 +947,7 @@ impl PieceWriter for AsideWriter {
         }
         // Not recorded: whoever wrote it in place gave up. Move these bytes into place.
         let Some(claim) = inner.try_claim(&key, index)? else {
-            return Ok(Recorded::Contended);
+            return Ok(Recorded::Contended(self));
         };
         let data = match open_rw(&data_path) {
             Ok(data) => data,

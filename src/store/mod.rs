@@ -120,8 +120,10 @@ pub enum Recorded {
     /// nothing was stored. The written bytes are handed back, so the caller can commit them
     /// again once it has decided (to a restarted upload, say).
     Differs(Box<dyn PieceWriter>),
-    /// Another request is writing the same piece right now; try again shortly.
-    Contended,
+    /// Another request is writing the same piece where it goes, right now: nothing was
+    /// stored. The written bytes are handed back; commit them again once that request is done
+    /// (they are then compared with its bytes, or put in place if it gave up).
+    Contended(Box<dyn PieceWriter>),
     /// The upload was restarted or removed since the piece was opened: nothing was stored.
     Stale,
 }
