@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::limits::Limits;
 use crate::error::{Error, Limit, Problem, Result};
+use crate::limits::Limits;
 
 /// Longest identifier accepted, in bytes.
 pub const MAX_IDENTIFIER_LEN: usize = 1024;

@@ -49,7 +49,10 @@ pub type CreateFn = dyn Fn(&UploadInfo) -> Result<(), Refusal> + Send + Sync;
 #[derive(Clone)]
 pub(crate) enum StoreChoice {
     /// A [`LocalStore`](crate::LocalStore) made when the [`Uploads`](crate::Uploads) are.
-    Local { temp_dir: PathBuf, destination_dir: PathBuf },
+    Local {
+        temp_dir: PathBuf,
+        destination_dir: PathBuf,
+    },
     /// A store the application made.
     Given(Arc<dyn Store>),
 }

@@ -3,7 +3,6 @@
 use std::io;
 use std::path::PathBuf;
 
-
 /// A specialised `Result` whose error is this crate's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -268,6 +267,8 @@ pub enum Problem {
     Empty,
     /// It is not valid UTF-8.
     NotUtf8,
+    /// The parameter's name is not valid UTF-8 (the field shows it decoded lossily).
+    NameNotUtf8,
     /// It is longer than allowed.
     TooLong {
         /// Its length in bytes.
@@ -305,13 +306,17 @@ impl std::fmt::Display for Problem {
             Problem::Missing => f.write_str("missing"),
             Problem::Empty => f.write_str("must not be empty"),
             Problem::NotUtf8 => f.write_str("is not valid UTF-8"),
+            Problem::NameNotUtf8 => f.write_str("parameter name is not valid UTF-8"),
             Problem::TooLong { len, max } => {
-                write!(f, "{len} bytes long, the limit is {max} bytes")
+                write!(f, "{len} bytes long, longer than the {max} bytes allowed")
             }
             Problem::ControlCharacter(c) => write!(f, "contains the control character {c:?}"),
             Problem::NotAnInteger => f.write_str("is not a non-negative integer"),
             Problem::Negative => f.write_str("is negative, expected a non-negative integer"),
             Problem::Overflow => write!(f, "is too large (the maximum is {})", u64::MAX),
+            Problem::OutOfRange { first, last } if *last == u64::MAX => {
+                write!(f, "must be at least {first}")
+            }
             Problem::OutOfRange { first, last } => write!(f, "is out of range {first}..={last}"),
             Problem::Unrecognised { protocols } => write!(
                 f,
@@ -368,7 +373,10 @@ impl Error {
             Error::TooLarge { .. } => 413,
             Error::Refused { .. } => 415,
             Error::TooManyUploads { .. } => 429,
-            Error::Busy { .. } | Error::ObjectStore { transient: true, .. } => 503,
+            Error::Busy { .. }
+            | Error::ObjectStore {
+                transient: true, ..
+            } => 503,
             Error::Io { source, .. } if is_storage_full(source) => 507,
             Error::Io { .. }
             | Error::InvalidStorageKey { .. }

@@ -27,7 +27,7 @@
 //!     .with_scope("session-1")
 //!     .with_body(ChunkBody::bytes(b"abc".to_vec()));
 //! let Outcome::Assembled { file, .. } = uploads.save(&mut request)? else { panic!() };
-//! assert_eq!(std::fs::read(&file.path).unwrap(), b"abc");
+//! assert_eq!(std::fs::read(file.path().unwrap()).unwrap(), b"abc");
 //! # Ok(())
 //! # }
 //! ```

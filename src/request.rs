@@ -112,7 +112,10 @@ impl Params {
                 None => (pair, &pair[..0]),
             };
             let name = decode_component(name).map_err(|_| {
-                Error::problem(String::from_utf8_lossy(name).into_owned(), Problem::NotUtf8)
+                Error::problem(
+                    String::from_utf8_lossy(name).into_owned(),
+                    Problem::NameNotUtf8,
+                )
             })?;
             let value = decode_component(value)
                 .map_err(|_| Error::problem(name.clone(), Problem::NotUtf8))?;

@@ -54,7 +54,7 @@ pub enum Outcome {
     /// The file is assembled: by this request (`fresh`), or earlier.
     Assembled {
         /// The assembled file.
-        file: Assembled,
+        file: Box<Assembled>,
         /// Whether this request did the assembly (`false`: it had been done before, and this
         /// request's bytes are the same as the file's).
         fresh: bool,
@@ -67,7 +67,7 @@ pub enum Begun {
     /// The request is answered without a body (a test request).
     Done(Outcome),
     /// An upload whose chunk is to be written to this, then finished.
-    Receiving(IncomingChunk),
+    Receiving(Box<IncomingChunk>),
 }
 
 /// A chunk being received: its bytes go straight to the store (counted by the progress monitor
@@ -280,11 +280,7 @@ impl Uploads {
     /// the first time it is asked for. Adapters keep their per-application state here (the
     /// bundled ones: the slots of request bodies read at once).
     pub fn shared_state<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
-        let mut shared = self
-            .inner
-            .shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut shared = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
         for value in shared.iter() {
             if let Ok(found) = Arc::clone(value).downcast::<T>() {
                 return found;
@@ -351,7 +347,7 @@ impl Uploads {
     pub fn save(&self, request: &mut dyn ChunkRequest) -> Result<Outcome> {
         let mut chunk = match self.begin(request)? {
             Begun::Done(outcome) => return Ok(outcome),
-            Begun::Receiving(chunk) => chunk,
+            Begun::Receiving(chunk) => *chunk,
         };
         let body = request.take_body().ok_or_else(|| {
             Error::bad(
@@ -395,7 +391,7 @@ impl Uploads {
             return self.test(&key, &info).map(Begun::Done);
         }
         self.begin_upload(request.scope(), key, info)
-            .map(Begun::Receiving)
+            .map(|chunk| Begun::Receiving(Box::new(chunk)))
     }
 
     /// Parses and validates a request without touching storage: the checks [`save`](Self::save)
@@ -433,7 +429,10 @@ impl Uploads {
         let tally = store.tally(&key)?;
         if is_complete(tally, &stored.upload) {
             let file = self.assemble(&lock, &stored, tally)?;
-            return Ok(Outcome::Assembled { file, fresh: true });
+            return Ok(Outcome::Assembled {
+                file: Box::new(file),
+                fresh: true,
+            });
         }
         Err(Error::Incomplete {
             identifier: identifier.to_owned(),
@@ -508,12 +507,17 @@ impl Uploads {
             return Err(absent());
         }
         let tally = store.tally(key)?;
-        self.inner.progress.observe(key, &stored.upload, tally.bytes);
+        self.inner
+            .progress
+            .observe(key, &stored.upload, tally.bytes);
         if is_complete(tally, &stored.upload) {
             // A resumed upload whose last missing piece was already there: complete it now
             // (the Python flowjs never does, and the upload is lost).
             let file = self.assemble(&lock, &stored, tally)?;
-            return Ok(Outcome::Assembled { file, fresh: true });
+            return Ok(Outcome::Assembled {
+                file: Box::new(file),
+                fresh: true,
+            });
         }
         Ok(Outcome::ChunkPresent {
             chunk: info.chunk_number(),
@@ -617,7 +621,10 @@ impl Uploads {
             ));
         };
         let offset = info.index.checked_mul(first).ok_or_else(|| {
-            Error::bad(&info.names.chunk_number, "the chunk's offset is past u64::MAX")
+            Error::bad(
+                &info.names.chunk_number,
+                "the chunk's offset is past u64::MAX",
+            )
         })?;
         Ok((offset, Some(first)))
     }
@@ -736,7 +743,10 @@ impl Uploads {
         quotas.set(store, limits, &scope, &key, tally.bytes);
         if is_complete(tally, &current.upload) {
             let file = self.assemble(&lock, &current, tally)?;
-            return Ok(Outcome::Assembled { file, fresh: true });
+            return Ok(Outcome::Assembled {
+                file: Box::new(file),
+                fresh: true,
+            });
         }
         if info.in_order && info.index + 1 == current.upload.total_chunks {
             // The widget is done sending: a gap (a chunk it skipped) is an error it must report.
@@ -783,7 +793,7 @@ impl Uploads {
     fn already_assembled(&self, stored: &Stored) -> Option<Outcome> {
         let marker = stored.assembled.clone()?;
         Some(Outcome::Assembled {
-            file: merge::assembled(stored, marker),
+            file: Box::new(merge::assembled(stored, marker)),
             fresh: false,
         })
     }

@@ -17,7 +17,10 @@ use chunked_upload::{
 use common::{FlowFile, bytes, config, uploads, visible_files};
 
 fn upload_dir(uploads: &Uploads, scope: &str, id: &str) -> std::path::PathBuf {
-    uploads.temp_dir().unwrap().join(default_hash_name(scope, id))
+    uploads
+        .temp_dir()
+        .unwrap()
+        .join(default_hash_name(scope, id))
 }
 
 /// A body that yields `first` bytes, then waits for a signal before yielding the rest.
@@ -71,7 +74,11 @@ fn a_chunk_streaming_in_is_not_present() {
         Err(Error::NoContent { .. })
     ));
     let key = default_hash_name("", &f.identifier);
-    assert_eq!(uploads.store().tally(&key).unwrap().present, 0, "not recorded");
+    assert_eq!(
+        uploads.store().tally(&key).unwrap().present,
+        0,
+        "not recorded"
+    );
     go_tx.send(()).unwrap();
     assert!(matches!(
         writer.join().unwrap(),
@@ -116,7 +123,10 @@ fn duplicates_never_change_stored_bytes() {
     let mut other = f.upload(1, "");
     other.set_body(ChunkBody::bytes(bytes(1_000_000, 99)));
     let err = uploads.save(&mut other).unwrap_err();
-    assert!(matches!(err, Error::ContentMismatch { chunk: 1, .. }), "{err}");
+    assert!(
+        matches!(err, Error::ContentMismatch { chunk: 1, .. }),
+        "{err}"
+    );
     assert_eq!(err.status(), 409);
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0);
@@ -151,7 +161,10 @@ fn concurrent_copies_of_one_chunk_yield_the_bytes_sent() {
         let Outcome::Assembled { file, .. } = uploads.save(&mut f.upload(3, "")).unwrap() else {
             panic!()
         };
-        assert!(fs::read(file.path().unwrap()).unwrap() == f.data, "round {round}");
+        assert!(
+            fs::read(file.path().unwrap()).unwrap() == f.data,
+            "round {round}"
+        );
     }
 }
 
@@ -168,7 +181,10 @@ fn completion_is_tracked_by_the_ledger_and_a_test_request_completes_it() {
     uploads.save(&mut f.upload(1, "")).unwrap();
     {
         use std::os::unix::fs::FileExt;
-        let data = fs::OpenOptions::new().write(true).open(up.join("data")).unwrap();
+        let data = fs::OpenOptions::new()
+            .write(true)
+            .open(up.join("data"))
+            .unwrap();
         data.write_all_at(&f.data[f.range(3)], 20).unwrap();
     }
     assert!(matches!(

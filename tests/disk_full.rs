@@ -6,14 +6,16 @@
 //!   file part first, and a raw octet body) is answered 507 with a JSON error that says the
 //!   file is too large and that a retry may succeed; nothing of it is stored (the test `GET`
 //!   says 204), no staging file is left, and the server lives on.
-//! - A file larger than the limit, in chunks smaller than it: every chunk is stored, the
-//!   assembly fails with 507 (for the chunk that completes the file, and again for a test `GET`
-//!   that finds it complete), and no destination appears in `DIR`, not even a hidden one.
+//! - A file larger than the limit, in chunks smaller than it: the store writes every chunk in
+//!   place in one data file sized for the whole file, so already the first chunk is answered
+//!   507 (the file cannot be sized), nothing is stored, and no destination appears in `DIR`,
+//!   not even a hidden one.
 //! - Restarted without the limit on the same folder, both uploads resume as flow.js resumes
 //!   them and complete byte-identical.
 //!
-//! Where a tmpfs can be mounted (root), a second test fills a 4 MiB tmpfs for real (`ENOSPC`),
-//! during an assembly and during a chunk, then grows it and resumes; elsewhere it is skipped.
+//! Where a tmpfs can be mounted (root), a second test fills a 4 MiB tmpfs for real (`ENOSPC`):
+//! a 3 MiB file assembles in it (assembly needs no second copy), a chunk that does not fit is
+//! answered 507; then the tmpfs grows and the upload resumes. Elsewhere it is skipped.
 
 mod common;
 mod server_support;
@@ -92,27 +94,24 @@ fn full_storage_answers_507_leaves_nothing_partial_and_the_upload_resumes() {
     }
     assert_no_destination(&dir, "after the big chunks");
 
-    // 2. A file larger than the limit in small chunks: stored, but its assembly fails.
+    // 2. A file larger than the limit in small chunks: its data file cannot hold it, so every
+    // chunk, the last one too, is refused with 507 and nothing is stored.
     let big_file = FlowFile::new("big-file.bin", bytes(3 << 20, 2), 512 << 10);
     let last = big_file.total_chunks();
     assert_eq!(last, 6);
-    for n in 1..last {
-        flow_post(
+    for n in [1, 2, last] {
+        let context = format!("chunk {n} of a 3 MiB file");
+        let answer = flow_post(
             limited.addr,
             &session,
             &big_file,
             n,
             Body::ALL[n as usize % 3],
-        )
-        .expect(200);
+        );
+        expect_storage_full(&answer, &context);
+        flow_test(limited.addr, &session, &big_file, n).expect(204);
     }
-    let answer = flow_post(limited.addr, &session, &big_file, last, Body::Octet);
-    expect_storage_full(&answer, "the assembly");
-    assert_no_destination(&dir, "after the failed assembly");
-    // Every chunk is stored: the test GET finds the file complete, tries again, fails again.
-    let again = flow_test(limited.addr, &session, &big_file, 1);
-    expect_storage_full(&again, "the test GET retrying the assembly");
-    assert_no_destination(&dir, "after the second failed assembly");
+    assert_no_destination(&dir, "after the big file");
     assert_eq!(staging_leftovers(&dir), Vec::<String>::new());
     assert!(limited.alive(), "the server died");
     let log = limited.log();
@@ -124,12 +123,8 @@ fn full_storage_answers_507_leaves_nothing_partial_and_the_upload_resumes() {
     assert_eq!(posted, 2, "both chunks of the first file were missing");
     assert!(assembled.iter().any(|a| a.is_assembled(Some(true))));
     let (assembled, posted) = resume(server.addr, &session, &big_file, Body::Multipart);
-    assert_eq!(posted, 0, "the second file's chunks were all kept");
-    assert!(
-        assembled[0].is_assembled(Some(true)),
-        "the first test GET assembles: {}",
-        assembled[0]
-    );
+    assert_eq!(posted, 6, "none of the second file's chunks was stored");
+    assert!(assembled.iter().any(|a| a.is_assembled(Some(true))));
     assert_same_bytes(
         &dir.join("big-chunks.bin"),
         &big_chunks.data,
@@ -140,9 +135,9 @@ fn full_storage_answers_507_leaves_nothing_partial_and_the_upload_resumes() {
     assert_eq!(files_in(&dir).len(), 2, "no hidden leftovers in DIR");
     let errors = log.lines().filter(|l| l.contains("507")).count();
     eprintln!(
-        "disk_full: under a {} MiB file-size limit, 3 oversized chunks and 2 assembly attempts \
-         answered 507 (logged {errors} times), nothing partial; resumed without the limit: 2 \
-         files byte-identical",
+        "disk_full: under a {} MiB file-size limit, 3 oversized chunks and 3 chunks of an \
+         oversized file answered 507 (logged {errors} times), nothing partial; resumed without \
+         the limit: 2 files byte-identical",
         LIMIT >> 20
     );
 }
@@ -202,34 +197,35 @@ fn a_full_tmpfs_answers_507_and_the_uploads_resume_once_it_grows() {
     let session = new_session();
     let server = Server::start(&Options::new(&dir).arg("--max-chunk-size", 8 << 20));
 
-    // 3 MiB in 512 KiB chunks: the chunks fit, a second copy of them does not.
+    // 3 MiB in 512 KiB chunks: they fit, and the assembly needs no second copy of them.
     let fits = FlowFile::new("fits.bin", bytes(3 << 20, 3), 512 << 10);
     let last = fits.total_chunks();
     for n in 1..last {
         flow_post(server.addr, &session, &fits, n, Body::ALL[n as usize % 3]).expect(200);
     }
     let answer = flow_post(server.addr, &session, &fits, last, Body::Multipart);
+    assert!(answer.is_assembled(Some(true)), "{answer}");
+    assert_same_bytes(&dir.join("fits.bin"), &fits.data, "fits.bin");
+
+    // A 2 MiB chunk in what is left.
+    let big = FlowFile::new("big.bin", bytes(4 << 20, 4), 2 << 20);
+    let answer = flow_post(server.addr, &session, &big, 1, Body::Octet);
     assert_eq!(answer.status, 507, "{answer}");
     assert_eq!(
         answer.error(),
         "the server's storage is full; retry later",
         "{answer}"
     );
-    assert_no_destination(&dir, "after the assembly ran out of space");
-
-    // A 2 MiB chunk in what is left.
-    let big = FlowFile::new("big.bin", bytes(4 << 20, 4), 2 << 20);
-    let answer = flow_post(server.addr, &session, &big, 1, Body::Octet);
-    assert_eq!(answer.status, 507, "{answer}");
     flow_test(server.addr, &session, &big, 1).expect(204);
-    assert_no_destination(&dir, "after a chunk ran out of space");
+    assert_eq!(
+        visible_files(&dir),
+        ["fits.bin"],
+        "after a chunk ran out of space"
+    );
     assert_eq!(staging_leftovers(&dir), Vec::<String>::new());
 
     // Space returns.
     tmpfs.resize(32 << 20);
-    let (assembled, posted) = resume(server.addr, &session, &fits, Body::Multipart);
-    assert_eq!(posted, 0);
-    assert!(assembled[0].is_assembled(Some(true)), "{}", assembled[0]);
     let (_, posted) = resume(server.addr, &session, &big, Body::FileFirst);
     assert_eq!(posted, 2);
     assert_same_bytes(&dir.join("fits.bin"), &fits.data, "fits.bin");
@@ -237,7 +233,8 @@ fn a_full_tmpfs_answers_507_and_the_uploads_resume_once_it_grows() {
     assert_eq!(files_in(&dir).len(), 2, "no hidden leftovers in DIR");
     server.kill9();
     eprintln!(
-        "disk_full: on a 4 MiB tmpfs, an assembly and a chunk that ran out of space answered \
-         507 (ENOSPC), nothing partial; grown to 32 MiB, both uploads resumed byte-identical"
+        "disk_full: on a 4 MiB tmpfs, a 3 MiB file assembled in place and a chunk that ran out \
+         of space answered 507 (ENOSPC), nothing partial; grown to 32 MiB, it resumed \
+         byte-identical"
     );
 }

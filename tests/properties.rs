@@ -99,7 +99,9 @@ fn indices(n: u64, pick: u64) -> Vec<u64> {
 #[track_caller]
 fn assert_bad(result: Result<(), Error>, field: &str, context: &str) {
     match result {
-        Err(Error::BadRequest { field: f, problem, .. }) => {
+        Err(Error::BadRequest {
+            field: f, problem, ..
+        }) => {
             assert_eq!(f, field, "{context}: refused naming {f:?} ({problem})");
         }
         other => panic!("{context}: expected BadRequest naming {field:?}, got {other:?}"),

@@ -37,7 +37,7 @@
 //!
 //! async fn upload(UploadChunk(outcome): UploadChunk) -> UploadChunk {
 //!     if let Outcome::Assembled { file, fresh: true } = &outcome {
-//!         println!("{} is complete ({} bytes)", file.path.display(), file.size);
+//!         println!("{} is complete ({} bytes)", file.location, file.size);
 //!     }
 //!     UploadChunk(outcome)
 //! }

@@ -9,8 +9,8 @@
 
 use std::fmt;
 use std::io::Write;
-use std::sync::Arc;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -305,7 +305,7 @@ impl Collector {
         let begun = blocking(move || uploads.begin(&mut request)).await?;
         let chunk = match begun {
             Begun::Done(outcome) => return Ok(outcome),
-            Begun::Receiving(chunk) => chunk,
+            Begun::Receiving(chunk) => *chunk,
         };
         let chunk = pump(&self.uploads, chunk, body, &mut self.received, self.limit).await?;
         blocking(move || chunk.finish()).await
@@ -441,7 +441,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// ([`max_concurrent_bodies`](crate::ConfigBuilder::max_concurrent_bodies)).
 fn body_slots(uploads: &Uploads) -> Arc<tokio::sync::Semaphore> {
     let slots = uploads.config().max_concurrent_bodies();
-    uploads.shared_state(|| BodySlots(Arc::new(tokio::sync::Semaphore::new(slots)))).0.clone()
+    uploads
+        .shared_state(|| BodySlots(Arc::new(tokio::sync::Semaphore::new(slots))))
+        .0
+        .clone()
 }
 
 /// The semaphore behind [`body_slots`], as kept in [`Uploads::shared_state`].

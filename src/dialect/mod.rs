@@ -218,9 +218,7 @@ impl Dialects {
 
 /// Reads a required text parameter.
 pub(crate) fn required<'r>(request: &'r dyn ChunkRequest, name: &str) -> Result<&'r str> {
-    request
-        .param(name)
-        .ok_or_else(|| Error::missing(name))
+    request.param(name).ok_or_else(|| Error::missing(name))
 }
 
 /// Reads a required non-negative integer parameter.

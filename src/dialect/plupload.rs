@@ -232,7 +232,8 @@ impl Dialect for Plupload {
                 filename,
                 index,
                 total_chunks: chunk_count(chunks, None),
-                chunk_size: None,
+                // With the widget's chunk size configured, every chunk's offset is known.
+                chunk_size: self.chunk_size.filter(|_| chunks > 1),
                 current_chunk_size,
                 total_size: None,
                 is_test: request.is_test(),

@@ -72,8 +72,8 @@ impl Ledgers {
         index: u64,
         size: u64,
     ) -> io::Result<Tally> {
-        let mut file = no_follow(OpenOptions::new().create(true).append(true).read(true))
-            .open(ledger)?;
+        let mut file =
+            no_follow(OpenOptions::new().create(true).append(true).read(true)).open(ledger)?;
         let len = file.metadata()?.len();
         if len < RECORD {
             // New (or torn before its header was complete): start it.

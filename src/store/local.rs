@@ -1,36 +1,4 @@
-//! The local store: one directory per upload under the temp dir, the pieces written in place.
-//!
-//! ```text
-//! <temp dir>/
-//!   .incoming/              bodies an adapter staged before knowing their upload (locked while held)
-//!   <key>/                  one upload, named by its storage key (a hash, never a client string)
-//!     lock                  the per-upload lock (std File::lock, i.e. flock: holds across processes)
-//!     upload.json           what the first request declared, with the layout version and a nonce
-//!     data                  the file: every piece's bytes written at its offset (sparse until full)
-//!     ledger                append-only record of the pieces written (O(1) completion checks)
-//!     claims/<index>        a piece being written in place, locked by its writer
-//!     staging/.stage-*      a second copy of a piece being received (a duplicate, a retry, a piece
-//!                           of an assembled upload): compared with the stored bytes at commit
-//!     assembling.json       an assembly in progress: what it publishes, where
-//!     assembled.json        the marker: this upload was assembled, to this path
-//! ```
-//!
-//! A piece's bytes go straight to their offset in `data`, by the one request that holds the
-//! piece's claim (taken under the upload's lock, so two requests never write the same range).
-//! Only after all its bytes are written is the piece recorded in the ledger, so a piece counts
-//! only once complete; a crash in between leaves bytes that do not count. Every other copy of a
-//! piece (a duplicate in flight beside the first, a retry after it was recorded, a chunk of an
-//! upload already assembled) is written aside and compared at commit: the same bytes are a
-//! harmless duplicate, other bytes are refused rather than mixed in.
-//!
-//! Assembly publishes `data` itself: fsync, then a no-clobber hard link at the destination (or
-//! an atomic rename-replace). No byte is copied, whatever the number of pieces, unless the
-//! destination is on another filesystem (then one kernel copy to a hidden file beside it) or a
-//! pre-process hook is set (one streaming pass through the hook).
-//!
-//! Every file is created new or opened without following symlinks, and the upload's folders
-//! must be real directories: a symlink planted in the temp dir makes a request fail instead of
-//! writing elsewhere.
+//! The local store: one directory per upload, the pieces written in place.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -68,7 +36,40 @@ const TRASH_PREFIX: &str = ".trash-";
 /// request's leftover (live ones are locked by their writer from creation to commit).
 const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
-/// The local-filesystem store, the default: see [the module docs](self) for its layout.
+/// The local-filesystem store, the default: one directory per upload under the temp dir, the
+/// pieces written in place.
+///
+/// ```text
+/// <temp dir>/
+///   .incoming/              bodies an adapter staged before knowing their upload (locked while held)
+///   <key>/                  one upload, named by its storage key (a hash, never a client string)
+///     lock                  the per-upload lock (std File::lock, i.e. flock: holds across processes)
+///     upload.json           what the first request declared, with the layout version and a nonce
+///     data                  the file: every piece's bytes written at its offset (sparse until full)
+///     ledger                append-only record of the pieces written (O(1) completion checks)
+///     claims/<index>        a piece being written in place, locked by its writer
+///     staging/.stage-*      a second copy of a piece being received (a duplicate, a retry, a piece
+///                           of an assembled upload): compared with the stored bytes at commit
+///     assembling.json       an assembly in progress: what it publishes, where
+///     assembled.json        the marker: this upload was assembled, to this path
+/// ```
+///
+/// A piece's bytes go straight to their offset in `data`, by the one request that holds the
+/// piece's claim (taken under the upload's lock, so two requests never write the same range).
+/// Only after all its bytes are written is the piece recorded in the ledger, so a piece counts
+/// only once complete; a crash in between leaves bytes that do not count. Every other copy of a
+/// piece (a duplicate in flight beside the first, a retry after it was recorded, a chunk of an
+/// upload already assembled) is written aside and compared at commit: the same bytes are a
+/// harmless duplicate, other bytes are refused rather than mixed in.
+///
+/// Assembly publishes `data` itself: fsync, then a no-clobber hard link at the destination (or
+/// an atomic rename-replace). No byte is copied, whatever the number of pieces, unless the
+/// destination is on another filesystem (then one kernel copy to a hidden file beside it) or a
+/// pre-process hook is set (one streaming pass through the hook).
+///
+/// Every file is created new or opened without following symlinks, and the upload's folders
+/// must be real directories: a symlink planted in the temp dir makes a request fail instead of
+/// writing elsewhere.
 ///
 /// Keep the temp dir on the destination's filesystem: assembled files are then published by a
 /// hard link of the stored data, without a copy.
@@ -185,7 +186,9 @@ impl Inner {
 
     fn tally(&self, key: &str) -> Result<Tally> {
         let path = self.ledger(key);
-        self.ledgers.tally(key, &path).map_err(|e| ledger_error(key, &path, e))
+        self.ledgers
+            .tally(key, &path)
+            .map_err(|e| ledger_error(key, &path, e))
     }
 
     fn record(&self, key: &str, index: u64, len: u64) -> Result<Tally> {
@@ -313,7 +316,8 @@ impl Store for LocalStore {
 
     fn load(&self, key: &str) -> Result<Option<Stored>> {
         let dir = self.inner.dir(key);
-        let Some(description) = read_json::<Description>(&dir.join("upload.json"), "description", key)?
+        let Some(description) =
+            read_json::<Description>(&dir.join("upload.json"), "description", key)?
         else {
             return Ok(None);
         };
@@ -321,6 +325,11 @@ impl Store for LocalStore {
             return Ok(None);
         }
         let assembled = read_json::<Marker>(&dir.join("assembled.json"), "marker", key)?;
+        if assembled.is_none() && fs::symlink_metadata(dir.join("data")).is_err() {
+            // The data file is gone (removed behind the store's back, or an interrupted
+            // start): what the ledger says cannot be trusted; the upload starts over.
+            return Ok(None);
+        }
         Ok(Some(Stored {
             upload: description.upload,
             created_ms: description.created_ms,
@@ -380,7 +389,12 @@ impl Store for LocalStore {
         Ok(self.inner.ledgers.sizes(key, count))
     }
 
-    fn open_piece(&self, lock: &UploadLock, upload: &Stored, piece: Piece) -> Result<Box<dyn PieceWriter>> {
+    fn open_piece(
+        &self,
+        lock: &UploadLock,
+        upload: &Stored,
+        piece: Piece,
+    ) -> Result<Box<dyn PieceWriter>> {
         let inner = &self.inner;
         let key = lock.key();
         let aside = || -> Result<Box<dyn PieceWriter>> {
@@ -511,8 +525,9 @@ impl Store for LocalStore {
                     true,
                 )?;
                 let sizes = inner.ledgers.sizes(key, plan.tally.present);
-                let written = run_hook(hook, data, &data_path, &sizes, &staging)
-                    .and_then(|size| publish(&staging, &destination, plan.conflict).map(|p| (p, size)));
+                let written = run_hook(hook, data, &data_path, &sizes, &staging).and_then(|size| {
+                    publish(&staging, &destination, plan.conflict).map(|p| (p, size))
+                });
                 let (published, size) = undo_on_error(written, &staging, &record_path)?;
                 remove_if_exists(&staging)?;
                 (published, size)
@@ -551,7 +566,9 @@ impl Store for LocalStore {
         let inner = &self.inner;
         let key = lock.key();
         let dir = inner.dir(key);
-        let trash = inner.root.join(format!("{TRASH_PREFIX}{key}-{:016x}", nonce()));
+        let trash = inner
+            .root
+            .join(format!("{TRASH_PREFIX}{key}-{:016x}", nonce()));
         // Renamed first, so that a request arriving meanwhile starts a new upload instead of
         // writing into one half removed.
         fs::rename(&dir, &trash).ctx("remove upload", &dir)?;
@@ -599,7 +616,15 @@ impl Store for LocalStore {
                 activity.last_activity = activity.last_activity.max(t);
             }
         };
-        for name in ["", "ledger", "data", "assembled.json", "upload.json", "staging", "claims"] {
+        for name in [
+            "",
+            "ledger",
+            "data",
+            "assembled.json",
+            "upload.json",
+            "staging",
+            "claims",
+        ] {
             consider(&dir.join(name));
         }
         // Claims: a locked one is a live writer; an unlocked one, a dead writer's.
@@ -613,7 +638,9 @@ impl Store for LocalStore {
             }
         }
         for entry in read_dir_files(&dir.join("staging")) {
-            let Ok(meta) = fs::symlink_metadata(&entry) else { continue };
+            let Ok(meta) = fs::symlink_metadata(&entry) else {
+                continue;
+            };
             if let Ok(t) = meta.modified() {
                 activity.last_activity = activity.last_activity.max(t);
             }
@@ -647,13 +674,18 @@ impl Store for LocalStore {
         let now = SystemTime::now();
         let (mut files, mut bytes) = (0, 0);
         for entry in read_dir_files(&root.join(INCOMING_DIR)) {
-            let Ok(meta) = fs::symlink_metadata(&entry) else { continue };
+            let Ok(meta) = fs::symlink_metadata(&entry) else {
+                continue;
+            };
             let age = meta
                 .modified()
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .unwrap_or_default();
-            if age >= grace && try_lock_file(&entry) == Some(false) && fs::remove_file(&entry).is_ok() {
+            if age >= grace
+                && try_lock_file(&entry) == Some(false)
+                && fs::remove_file(&entry).is_ok()
+            {
                 files += 1;
                 bytes += meta.len();
             }
@@ -689,7 +721,8 @@ fn run_hook(
         .open(staging)
         .ctx("create assembly staging file", staging)?;
     let mut writer = BufWriter::with_capacity(256 * 1024, &out);
-    data.seek(SeekFrom::Start(0)).ctx("read data file", data_path)?;
+    data.seek(SeekFrom::Start(0))
+        .ctx("read data file", data_path)?;
     for (index, size) in sizes.iter().enumerate() {
         let size = size.unwrap_or(0);
         let mut piece = (&mut data).take(size);
@@ -755,8 +788,14 @@ fn lock(inner: &Inner, key: &str, timeout: Duration, create: bool) -> Result<Opt
         if create {
             ensure_dir(&dir)?;
         }
-        let file = match no_follow(OpenOptions::new().create(create).truncate(false).read(true).write(true))
-            .open(&path)
+        let file = match no_follow(
+            OpenOptions::new()
+                .create(create)
+                .truncate(false)
+                .read(true)
+                .write(true),
+        )
+        .open(&path)
         {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -843,7 +882,9 @@ impl PieceWriter for InPlaceWriter {
         // A kernel copy (copy_file_range) from the body's file into place.
         let at = self.piece.offset + self.len;
         let mut target = &self.file;
-        target.seek(SeekFrom::Start(at)).ctx("seek data file", &self.path)?;
+        target
+            .seek(SeekFrom::Start(at))
+            .ctx("seek data file", &self.path)?;
         file.seek(SeekFrom::Start(0)).ctx("read chunk body", path)?;
         let n = io::copy(file, &mut target).ctx("copy chunk body into", &self.path)?;
         self.len += n;
@@ -854,13 +895,21 @@ impl PieceWriter for InPlaceWriter {
         self.len
     }
 
-    fn commit(mut self: Box<Self>, lock: &UploadLock, current: &Stored, sync: bool) -> Result<Recorded> {
+    fn commit(
+        mut self: Box<Self>,
+        lock: &UploadLock,
+        current: &Stored,
+        sync: bool,
+    ) -> Result<Recorded> {
         debug_assert_eq!(lock.key(), self.key);
         let current_data = fs::symlink_metadata(&self.path);
         let ours = self.file.metadata().ctx("stat data file", &self.path)?;
-        let same_generation = current.nonce == self.nonce
-            && current_data.is_ok_and(|m| same_file(&m, &ours));
-        let claim = self.claim.take().expect("an in-place writer holds its claim");
+        let same_generation =
+            current.nonce == self.nonce && current_data.is_ok_and(|m| same_file(&m, &ours));
+        let claim = self
+            .claim
+            .take()
+            .expect("an in-place writer holds its claim");
         if !same_generation {
             claim.release()?;
             return Ok(Recorded::Stale);
@@ -896,7 +945,8 @@ impl PieceWriter for AsideWriter {
 
     fn write_file(&mut self, file: &mut File, path: &Path) -> Result<u64> {
         file.seek(SeekFrom::Start(0)).ctx("read chunk body", path)?;
-        let n = io::copy(file, self.file.as_file_mut()).ctx("copy chunk body to", self.file.path())?;
+        let n =
+            io::copy(file, self.file.as_file_mut()).ctx("copy chunk body to", self.file.path())?;
         self.len += n;
         Ok(n)
     }
@@ -905,7 +955,12 @@ impl PieceWriter for AsideWriter {
         self.len
     }
 
-    fn commit(self: Box<Self>, lock: &UploadLock, current: &Stored, sync: bool) -> Result<Recorded> {
+    fn commit(
+        self: Box<Self>,
+        lock: &UploadLock,
+        current: &Stored,
+        sync: bool,
+    ) -> Result<Recorded> {
         debug_assert_eq!(lock.key(), self.key);
         let inner = Arc::clone(&self.store);
         let key = self.key.clone();
@@ -920,30 +975,46 @@ impl PieceWriter for AsideWriter {
         if let Some(marker) = &current.assembled {
             // Compare with the published file, if it is still the one published.
             let matches = marker.location.as_path().is_some_and(|path| {
-                let Ok(mut published) = open_read(path) else { return false };
+                let Ok(mut published) = open_read(path) else {
+                    return false;
+                };
                 let size_ok = published.metadata().is_ok_and(|m| m.len() == marker.size);
                 let mut ours = match self.file.reopen() {
                     Ok(f) => f,
                     Err(_) => return false,
                 };
                 size_ok
-                    && offset.checked_add(len).is_some_and(|end| end <= marker.size)
+                    && offset
+                        .checked_add(len)
+                        .is_some_and(|end| end <= marker.size)
                     && same_bytes(&mut ours, 0, &mut published, offset, len).unwrap_or(false)
             });
             let tally = Tally {
                 present: current.upload.total_chunks,
                 bytes: marker.size,
             };
-            return Ok(if matches { Recorded::Same(tally) } else { Recorded::Differs(self) });
+            return Ok(if matches {
+                Recorded::Same(tally)
+            } else {
+                Recorded::Differs(self)
+            });
         }
         let data_path = inner.data(&key);
         if let Some(size) = inner.recorded(&key, index)? {
             let mut data = open_read(&data_path).ctx("open data file", &data_path)?;
-            let mut ours = self.file.reopen().ctx("read chunk staging file", self.file.path())?;
+            let mut ours = self
+                .file
+                .reopen()
+                .ctx("read chunk staging file", self.file.path())?;
             let same = size == len
-                && same_bytes(&mut ours, 0, &mut data, offset, len).ctx("compare chunk", &data_path)?;
+                && same_bytes(&mut ours, 0, &mut data, offset, len)
+                    .ctx("compare chunk", &data_path)?;
             let tally = inner.tally(&key)?;
-            return Ok(if same { Recorded::Same(tally) } else { Recorded::Differs(self) });
+            return Ok(if same {
+                Recorded::Same(tally)
+            } else {
+                Recorded::Differs(self)
+            });
         }
         // Not recorded: whoever wrote it in place gave up. Move these bytes into place.
         let Some(claim) = inner.try_claim(&key, index)? else {
@@ -958,8 +1029,13 @@ impl PieceWriter for AsideWriter {
             Err(e) => return Err(Error::io("open data file", &data_path, e)),
         };
         let mut target = &data;
-        target.seek(SeekFrom::Start(offset)).ctx("seek data file", &data_path)?;
-        let mut ours = self.file.reopen().ctx("read chunk staging file", self.file.path())?;
+        target
+            .seek(SeekFrom::Start(offset))
+            .ctx("seek data file", &data_path)?;
+        let mut ours = self
+            .file
+            .reopen()
+            .ctx("read chunk staging file", self.file.path())?;
         io::copy(&mut ours, &mut target).ctx("copy chunk into", &data_path)?;
         if sync {
             data.sync_data().ctx("sync data file", &data_path)?;

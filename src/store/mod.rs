@@ -1,31 +1,4 @@
-//! Where uploads live until they are assembled, behind one trait: [`Store`].
-//!
-//! [`Uploads`](crate::Uploads) keeps only the sequencing (validate, lock, write the piece,
-//! record it, complete? then assemble exactly once, then hooks, progress and quotas); a store
-//! owns everything about how bytes and state are kept:
-//!
-//! - the upload's stored state: its description ([`Stored`]), its ledger of pieces
-//!   ([`Tally`]), and the marker that it is assembled ([`Marker`]);
-//! - the per-upload lock ([`UploadLock`]), which must exclude every process (and, for shared
-//!   storage, every server) that uses the same store;
-//! - writing one piece ([`Store::open_piece`], [`PieceWriter`]) and recording it
-//!   ([`PieceWriter::commit`]), keeping concurrent writers of one piece apart;
-//! - assembling and publishing the file at a [`Location`] ([`Store::assemble`]);
-//! - discarding an upload and listing uploads for the sweep and for quota seeding.
-//!
-//! A piece is an indexed chunk written at its byte offset (the widgets), or an append at the
-//! upload's current offset (tus). Stores in this crate:
-//!
-//! | store | a piece is written as | assembly |
-//! |---|---|---|
-//! | [`LocalStore`] (the default) | the chunk's bytes at its offset in one data file per upload | fsync, then publish the data file by a no-clobber link or an atomic replace: no byte is copied |
-//!
-//! # Implementing a store
-//!
-//! Every method may block (the core is called from threads that may block). The contract each
-//! method states is what the core relies on; the `conformance` feature's
-//! `conformance::store` module runs the same cases over any store, so a new store proves
-//! itself by running them.
+//! The storage trait and what it speaks in: pieces, tallies, markers, locks.
 
 mod fs;
 pub(crate) mod ledger;
@@ -269,7 +242,34 @@ impl Capabilities {
     }
 }
 
-/// Where uploads are kept; see [the module docs](self).
+/// Where uploads are kept until they are assembled.
+///
+/// [`Uploads`](crate::Uploads) keeps only the sequencing (validate, lock, write the piece,
+/// record it, complete? then assemble exactly once, then hooks, progress and quotas); a store
+/// owns everything about how bytes and state are kept:
+///
+/// - the upload's stored state: its description ([`Stored`]), its ledger of pieces
+///   ([`Tally`]), and the marker that it is assembled ([`Marker`]);
+/// - the per-upload lock ([`UploadLock`]), which must exclude every process (and, for shared
+///   storage, every server) that uses the same store;
+/// - writing one piece ([`Store::open_piece`], [`PieceWriter`]) and recording it
+///   ([`PieceWriter::commit`]), keeping concurrent writers of one piece apart;
+/// - assembling and publishing the file at a [`Location`] ([`Store::assemble`]);
+/// - discarding an upload and listing uploads for the sweep and for quota seeding.
+///
+/// A piece is an indexed chunk written at its byte offset (the widgets), or an append at the
+/// upload's current offset (tus). Stores in this crate:
+///
+/// | store | a piece is written as | assembly |
+/// |---|---|---|
+/// | [`LocalStore`] (the default) | the chunk's bytes at its offset in one data file per upload | fsync, then publish the data file by a no-clobber link or an atomic replace: no byte is copied |
+///
+/// # Implementing a store
+///
+/// Every method may block (the core is called from threads that may block). The contract each
+/// method states is what the core relies on; the `conformance` feature's
+/// `conformance::store` module runs the same cases over any store, so a new store proves
+/// itself by running them.
 pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// What this store can do.
     fn capabilities(&self) -> Capabilities;

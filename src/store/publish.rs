@@ -20,7 +20,11 @@ pub(crate) const MAX_RENAME_ATTEMPTS: u32 = 10_000;
 ///
 /// `source` must be on the destination's filesystem: callers copy it there first when a link
 /// fails with [`io::ErrorKind::CrossesDevices`] (see [`is_cross_device`]).
-pub(crate) fn publish(source: &Path, destination: &Path, policy: ConflictPolicy) -> Result<PathBuf> {
+pub(crate) fn publish(
+    source: &Path,
+    destination: &Path,
+    policy: ConflictPolicy,
+) -> Result<PathBuf> {
     match policy {
         ConflictPolicy::Refuse => match link_no_clobber(source, destination)? {
             true => Ok(destination.to_path_buf()),
@@ -193,7 +197,10 @@ mod tests {
         let p = Path::new("/d/report.pdf");
         assert_eq!(numbered(p, 0), Path::new("/d/report.pdf"));
         assert_eq!(numbered(p, 1), Path::new("/d/report (1).pdf"));
-        assert_eq!(numbered(Path::new("/d/README"), 2), Path::new("/d/README (2)"));
+        assert_eq!(
+            numbered(Path::new("/d/README"), 2),
+            Path::new("/d/README (2)")
+        );
         assert_eq!(numbered(Path::new("/d/.env"), 1), Path::new("/d/.env (1)"));
     }
 
@@ -216,7 +223,10 @@ mod tests {
         let p = publish(&source, &dest, ConflictPolicy::Overwrite).unwrap();
         assert_eq!(p, dest);
         assert_eq!(fs::read(&dest).unwrap(), b"new");
-        assert!(source.exists(), "the source stays until the marker is written");
+        assert!(
+            source.exists(),
+            "the source stays until the marker is written"
+        );
     }
 
     #[test]
@@ -239,7 +249,11 @@ mod tests {
             let renamed = publish(&source, &dest, ConflictPolicy::Rename).unwrap();
             assert_eq!(renamed, dir.path().join("dest (1)"));
             publish(&source, &dest, ConflictPolicy::Overwrite).unwrap();
-            assert_eq!(fs::read(&elsewhere).unwrap(), b"precious", "the symlink is replaced");
+            assert_eq!(
+                fs::read(&elsewhere).unwrap(),
+                b"precious",
+                "the symlink is replaced"
+            );
             assert_eq!(fs::read(&dest).unwrap(), b"new");
         }
     }
