@@ -113,6 +113,7 @@ mod response;
 mod sanitize;
 mod save;
 mod store;
+pub mod tus;
 mod upload;
 
 pub use chunk::{
@@ -135,7 +136,7 @@ pub use store::{
     Activity, Assembly, Capabilities, ConflictPolicy, LocalStore, Marker, Piece, PieceWriter,
     PreprocessFn, Recorded, Store, Stored, Tally, UploadLock,
 };
-pub use upload::{Assembled, Location, UploadInfo};
+pub use upload::{Assembled, Concat, Location, UploadInfo};
 
 /// The README's examples, compiled as doctests (they use every adapter).
 #[cfg(all(doctest, feature = "axum", feature = "actix-web", feature = "hyper"))]
