@@ -9,15 +9,26 @@ use axum::Router;
 use axum::http::request::Parts;
 use chunked_upload::adapter;
 use chunked_upload::conformance::Target;
+use chunked_upload::conformance::tus::TusTarget;
+use chunked_upload::tus::Tus;
 
-fn target() -> &'static Target {
-    static TARGET: OnceLock<Target> = OnceLock::new();
-    TARGET.get_or_init(|| {
+fn targets() -> &'static (Target, TusTarget) {
+    static TARGETS: OnceLock<(Target, TusTarget)> = OnceLock::new();
+    TARGETS.get_or_init(|| {
         let setup = adapter_support::setup("axum");
         let scope = |parts: &Parts| {
             adapter_support::scope_of(parts.headers.get("x-scope").map(|v| v.as_bytes()))
         };
-        let app = Router::new().nest("/upload", adapter::axum::router(setup.uploads, scope));
+        let app = Router::new()
+            .nest(
+                "/upload",
+                adapter::axum::router(setup.uploads.clone(), scope),
+            )
+            .merge(adapter::axum::tus_router(
+                Tus::new(setup.uploads),
+                "/tus",
+                scope,
+            ));
         let listener = setup.listener;
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -30,8 +41,9 @@ fn target() -> &'static Target {
                 axum::serve(listener, app).await.expect("serve");
             });
         });
-        setup.target
+        (setup.target, setup.tus)
     })
 }
 
-chunked_upload::conformance_tests!(target());
+chunked_upload::conformance_tests!(&targets().0);
+chunked_upload::tus_conformance_tests!(&targets().1);

@@ -88,7 +88,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
 use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
-use super::http_common::{head, response};
+use super::http_common::{head, response, tus_request, tus_response};
+use crate::tus::Tus;
 use crate::{Error, Outcome, ProgressCursor, Reply, Result, Uploads};
 
 // Handlers run on any worker thread.
@@ -192,6 +193,78 @@ where
         .route("/events", get(events))
         .route("/{identifier}", get(one))
         .with_state(UploadState::new(uploads, scope))
+}
+
+/// A router serving tus 1.0 and the IETF resumable-upload draft ([`crate::tus`]) at `mount`
+/// (e.g. `/tus`): the creation endpoint at `mount` and `mount/`, the uploads at `mount/{id}`,
+/// any method. [`Router::merge`] it into your router (axum's `nest` would not route the
+/// endpoint with its trailing slash, which tus clients use). Upload `Location`s are written
+/// under the request's full path, so the router may itself be nested.
+///
+/// ```no_run
+/// # use axum::Router;
+/// # use chunked_upload::{Uploads, adapter, tus::Tus};
+/// # fn app(uploads: Uploads) -> Router {
+/// let scope = |_: &axum::http::request::Parts| String::from("user-1");
+/// Router::new()
+///     .nest("/upload", adapter::axum::router(uploads.clone(), scope))
+///     // tus-js-client and Uppy: endpoint "/tus/".
+///     .merge(adapter::axum::tus_router(Tus::new(uploads), "/tus", scope))
+/// # }
+/// ```
+///
+/// # Panics
+/// When `mount` is not a path (it must start with `/`, and not be `/` alone).
+pub fn tus_router<S>(
+    tus: Tus,
+    mount: &str,
+    scope: impl Fn(&Parts) -> String + Send + Sync + 'static,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    async fn handle(State(state): State<TusState>, req: Request) -> Response {
+        let (parts, body) = req.into_parts();
+        let scope = (state.scope)(&parts);
+        // The path as the client sent it (the router may be nested), and the part of it after
+        // the mount.
+        let full = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_owned(), |uri| uri.path().to_owned());
+        let inner = parts
+            .uri
+            .path()
+            .strip_prefix(state.mount.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let request = tus_request(&parts, &full, &inner, scope);
+        tus_response(super::tus::serve(&state.tus, request, data(body)).await)
+    }
+    let mount = mount.trim_end_matches('/').to_owned();
+    assert!(
+        mount.starts_with('/'),
+        "the tus mount must be a path like /tus, not {mount:?}"
+    );
+    let state = TusState {
+        tus,
+        mount: mount.clone(),
+        scope: Arc::new(scope),
+    };
+    Router::new()
+        .route(&mount, axum::routing::any(handle))
+        .route(&format!("{mount}/"), axum::routing::any(handle))
+        .route(&format!("{mount}/{{id}}"), axum::routing::any(handle))
+        .with_state(state)
+}
+
+/// The state of [`tus_router`].
+#[derive(Clone)]
+struct TusState {
+    tus: Tus,
+    /// The mount, without a trailing `/`.
+    mount: String,
+    scope: Arc<ScopeFn>,
 }
 
 /// How often the event stream looks for changes.

@@ -307,7 +307,9 @@ impl Collector {
             Begun::Done(outcome) => return Ok(outcome),
             Begun::Receiving(chunk) => *chunk,
         };
-        let chunk = pump(&self.uploads, chunk, body, &mut self.received, self.limit).await?;
+        let chunk = pump(&self.uploads, chunk, body, &mut self.received, self.limit)
+            .await
+            .map_err(|cut| cut.error)?;
         blocking(move || chunk.finish()).await
     }
 
@@ -318,14 +320,16 @@ impl Collector {
     {
         let uploads = self.uploads.clone();
         let file = blocking(move || uploads.incoming_file()).await?;
-        let file = pump(&self.uploads, file, part, &mut self.received, self.limit).await?;
+        let file = pump(&self.uploads, file, part, &mut self.received, self.limit)
+            .await
+            .map_err(|cut| cut.error)?;
         self.staged = Some(file);
         Ok(())
     }
 }
 
-/// Where [`pump`] writes: a chunk being received, or a staging file.
-trait Sink: Send + 'static {
+/// Where [`pump`] writes: a chunk being received, a staging file, a tus append.
+pub(super) trait Sink: Send + 'static {
     fn put(&mut self, bytes: &[u8]) -> Result<()>;
 }
 
@@ -342,19 +346,36 @@ impl Sink for NamedTempFile {
     }
 }
 
+/// A body [`pump`] did not read to its end: why, and the sink with every byte written before
+/// (a tus append keeps them), unless the task writing to it failed.
+pub(super) struct Cut<T> {
+    pub(super) error: Error,
+    pub(super) sink: Option<T>,
+}
+
+impl<T> fmt::Debug for Cut<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cut")
+            .field("error", &self.error)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
 /// Writes `body` to `sink` in batches of [`BATCH`] bytes on blocking threads, one batch written
 /// while the next is read, counting bytes against `limit`. At most
 /// [`max_concurrent_bodies`](crate::ConfigBuilder::max_concurrent_bodies) bodies stream past
 /// their first batch at once (the others wait with that batch, their further bytes held by the
 /// kernel's socket buffers), and a body slower than [`MIN_WINDOW_BYTES`] per [`RATE_WINDOW`]
-/// is abandoned. Returns the sink once the body has ended.
-async fn pump<T, S>(
+/// is abandoned. Returns the sink once the body has ended; when it does not, the sink comes
+/// back with the error.
+pub(super) async fn pump<T, S>(
     uploads: &Uploads,
     sink: T,
     body: S,
     received: &mut u64,
     limit: u64,
-) -> Result<T>
+) -> std::result::Result<T, Cut<T>>
 where
     T: Sink,
     S: Stream<Item = Result<Bytes>>,
@@ -366,7 +387,25 @@ where
     let mut body = pin!(body);
     let mut batch = BytesMut::new();
     let mut sink = Some(sink);
-    let mut writing: Option<tokio::task::JoinHandle<Result<T>>> = None;
+    let mut writing: Option<tokio::task::JoinHandle<(T, Result<()>)>> = None;
+    // The sink once the write in flight (if any) is done, and the first error.
+    async fn settle<T>(
+        writing: Option<tokio::task::JoinHandle<(T, Result<()>)>>,
+        sink: Option<T>,
+    ) -> (Option<T>, Result<()>) {
+        match writing {
+            Some(task) => match task.await {
+                Ok((target, result)) => (Some(target), result),
+                Err(e) => (
+                    None,
+                    Err(Error::TaskFailed {
+                        reason: e.to_string(),
+                    }),
+                ),
+            },
+            None => (sink, Ok(())),
+        }
+    }
     // Time spent waiting for the client, and what it sent meanwhile, in the current window.
     let (mut waited, mut window_bytes) = (Duration::ZERO, 0u64);
     loop {
@@ -376,9 +415,10 @@ where
             () = tokio::time::sleep(RATE_WINDOW.saturating_sub(waited)) => None,
         };
         waited += started.elapsed();
+        let mut failed = None;
         if waited >= RATE_WINDOW {
             if window_bytes < MIN_WINDOW_BYTES {
-                return Err(Error::BodyTooSlow {
+                failed = Some(Error::BodyTooSlow {
                     received: window_bytes,
                     seconds: RATE_WINDOW.as_secs(),
                     minimum: MIN_WINDOW_BYTES,
@@ -386,21 +426,38 @@ where
             }
             (waited, window_bytes) = (Duration::ZERO, 0);
         }
-        let Some(piece) = piece else { continue };
-        let ended = piece.is_none();
+        let mut ended = false;
         let mut ready = None;
-        if let Some(piece) = piece {
-            let piece = piece?;
-            window_bytes += piece.len() as u64;
-            *received = received.saturating_add(piece.len() as u64);
-            if *received > limit {
-                return Err(too_large(*received, limit));
+        match (failed.is_some(), piece) {
+            (true, _) | (false, None) => {}
+            (false, Some(None)) => ended = true,
+            (false, Some(Some(Err(e)))) => failed = Some(e),
+            (false, Some(Some(Ok(piece)))) => {
+                window_bytes += piece.len() as u64;
+                *received = received.saturating_add(piece.len() as u64);
+                if *received > limit {
+                    failed = Some(too_large(*received, limit));
+                } else if batch.is_empty() && piece.len() >= BATCH {
+                    ready = Some(piece); // big enough on its own: no copy
+                } else {
+                    batch.extend_from_slice(&piece);
+                }
             }
-            if batch.is_empty() && piece.len() >= BATCH {
-                ready = Some(piece); // big enough on its own: no copy
-            } else {
-                batch.extend_from_slice(&piece);
+        }
+        if let Some(error) = failed {
+            // What arrived before the failure reaches the sink (a tus append keeps it).
+            let (mut sink, _) = settle(writing, sink).await;
+            if !batch.is_empty()
+                && let Some(mut target) = sink.take()
+            {
+                let bytes = batch.split().freeze();
+                let flushed = tokio::task::spawn_blocking(move || {
+                    let result = target.put(&bytes);
+                    (target, result)
+                });
+                sink = flushed.await.ok().map(|(target, _)| target);
             }
+            return Err(Cut { error, sink });
         }
         if ready.is_none() && (batch.len() >= BATCH || (ended && !batch.is_empty())) {
             ready = Some(batch.split().freeze());
@@ -414,26 +471,38 @@ where
                         .expect("the body slots are never closed"),
                 );
             }
-            let mut target = match writing.take() {
-                Some(task) => joined(task.await)?,
-                None => sink.take().expect("the sink is here when no write is"),
+            let mut target = match settle(writing.take(), sink.take()).await {
+                (Some(target), Ok(())) => target,
+                (target, Err(error)) => {
+                    return Err(Cut {
+                        error,
+                        sink: target,
+                    });
+                }
+                (None, Ok(())) => unreachable!("the sink is here when no write is"),
             };
             writing = Some(tokio::task::spawn_blocking(move || {
-                target.put(&bytes)?;
-                Ok(target)
+                let result = target.put(&bytes);
+                (target, result)
             }));
         }
         if ended {
-            return match writing {
-                Some(task) => joined(task.await),
-                None => Ok(sink.expect("the sink is here when no write is")),
+            return match settle(writing, sink).await {
+                (Some(target), Ok(())) => Ok(target),
+                (target, Err(error)) => Err(Cut {
+                    error,
+                    sink: target,
+                }),
+                (None, Ok(())) => unreachable!("the sink is here when no write is"),
             };
         }
     }
 }
 
 /// Runs `f` on a blocking thread.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     joined(tokio::task::spawn_blocking(f).await)
 }
 
@@ -572,14 +641,17 @@ mod tests {
                 15,
             )
             .await;
+            let over = over.expect_err("over the limit");
             assert!(matches!(
-                over,
-                Err(Error::TooLarge {
+                over.error,
+                Error::TooLarge {
                     value: 20,
                     limit: 15,
                     ..
-                })
+                }
             ));
+            // The bytes before the limit come back with the error.
+            assert_eq!(over.sink.expect("the sink").0, vec![1u8; 10]);
             let broken = futures_util::stream::iter(vec![
                 Ok(Bytes::from_static(b"abc")),
                 Err(unreadable("connection reset")),
@@ -593,7 +665,9 @@ mod tests {
                 u64::MAX,
             )
             .await;
-            assert!(matches!(cut, Err(Error::BadRequest { field, .. }) if field == "body"));
+            let cut = cut.expect_err("a broken body");
+            assert!(matches!(&cut.error, Error::BadRequest { field, .. } if field == "body"));
+            assert_eq!(cut.sink.expect("the sink").0, b"abc");
         });
     }
 

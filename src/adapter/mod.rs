@@ -39,6 +39,8 @@
 mod body;
 #[cfg(any(feature = "axum", feature = "hyper"))]
 mod http_common;
+#[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
+mod tus;
 
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]

@@ -6,16 +6,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chunked_upload::conformance::Target;
+use chunked_upload::conformance::tus::TusTarget;
 use chunked_upload::{Config, ConflictPolicy, Uploads};
 
 /// The largest chunk the test servers accept (the suite needs at least 64 KiB).
 pub const MAX_CHUNK_SIZE: u64 = 128 * 1024;
 
-/// A server's pieces: its uploads, its listener on 127.0.0.1, and the target describing them.
+/// A server's pieces: its uploads, its listener on 127.0.0.1, and the targets describing them
+/// (the widgets' route at `/upload`, tus at `/tus/`).
 pub struct Setup {
     pub uploads: Uploads,
     pub listener: TcpListener,
     pub target: Target,
+    pub tus: TusTarget,
 }
 
 /// The server of a test process lives as long as the process, so its folder is kept; folders of
@@ -58,11 +61,13 @@ pub fn setup(name: &str) -> Setup {
         .set_nonblocking(true)
         .expect("non-blocking listener");
     let addr = listener.local_addr().expect("the listener's address");
-    let target = Target::new(format!("http://{addr}/upload"), files, MAX_CHUNK_SIZE);
+    let target = Target::new(format!("http://{addr}/upload"), &files, MAX_CHUNK_SIZE);
+    let tus = TusTarget::new(format!("http://{addr}/tus/"), files, "x-scope");
     Setup {
         uploads,
         listener,
         target,
+        tus,
     }
 }
 
