@@ -6,22 +6,28 @@ mod adapter_support;
 use std::sync::OnceLock;
 
 use actix_web::{App, HttpRequest, HttpServer, web};
-use chunked_upload::adapter::actix::UploadState;
+use chunked_upload::adapter::actix::{TusState, UploadState};
 use chunked_upload::conformance::Target;
+use chunked_upload::conformance::tus::TusTarget;
+use chunked_upload::tus::Tus;
 
-fn target() -> &'static Target {
-    static TARGET: OnceLock<Target> = OnceLock::new();
-    TARGET.get_or_init(|| {
+fn targets() -> &'static (Target, TusTarget) {
+    static TARGETS: OnceLock<(Target, TusTarget)> = OnceLock::new();
+    TARGETS.get_or_init(|| {
         let setup = adapter_support::setup("actix");
-        let state = UploadState::new(setup.uploads, |req: &HttpRequest| {
+        let scope = |req: &HttpRequest| {
             adapter_support::scope_of(req.headers().get("x-scope").map(|v| v.as_bytes()))
-        });
+        };
+        let tus = TusState::new(Tus::new(setup.uploads.clone()), scope);
+        let state = UploadState::new(setup.uploads, scope);
         let listener = setup.listener;
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 HttpServer::new(move || {
-                    let state = state.clone();
-                    App::new().service(web::scope("/upload").configure(|cfg| state.configure(cfg)))
+                    let (state, tus) = (state.clone(), tus.clone());
+                    App::new()
+                        .service(web::scope("/upload").configure(|cfg| state.configure(cfg)))
+                        .service(web::scope("/tus").configure(|cfg| tus.configure(cfg)))
                 })
                 .workers(2)
                 .disable_signals()
@@ -32,8 +38,9 @@ fn target() -> &'static Target {
                 .expect("serve");
             });
         });
-        setup.target
+        (setup.target, setup.tus)
     })
 }
 
-chunked_upload::conformance_tests!(target());
+chunked_upload::conformance_tests!(&targets().0);
+chunked_upload::tus_conformance_tests!(&targets().1);

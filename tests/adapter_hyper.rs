@@ -7,17 +7,21 @@ use std::sync::OnceLock;
 
 use chunked_upload::adapter;
 use chunked_upload::conformance::Target;
+use chunked_upload::conformance::tus::TusTarget;
+use chunked_upload::tus::Tus;
 use http::request::Parts;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 
-fn target() -> &'static Target {
-    static TARGET: OnceLock<Target> = OnceLock::new();
-    TARGET.get_or_init(|| {
+fn targets() -> &'static (Target, TusTarget) {
+    static TARGETS: OnceLock<(Target, TusTarget)> = OnceLock::new();
+    TARGETS.get_or_init(|| {
         let setup = adapter_support::setup("hyper");
+        let tus = Tus::new(setup.uploads.clone());
         let service = adapter::hyper::service(setup.uploads, |parts: &Parts| {
             adapter_support::scope_of(parts.headers.get("x-scope").map(|v| v.as_bytes()))
-        });
+        })
+        .with_tus("/tus", tus);
         let listener = setup.listener;
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -40,8 +44,9 @@ fn target() -> &'static Target {
                 }
             });
         });
-        setup.target
+        (setup.target, setup.tus)
     })
 }
 
-chunked_upload::conformance_tests!(target());
+chunked_upload::conformance_tests!(&targets().0);
+chunked_upload::tus_conformance_tests!(&targets().1);

@@ -44,6 +44,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::StreamExt;
 
 use super::body::{BodyKind, Collector, Head, Purpose, log, too_large, unreadable};
+use crate::tus::{Tus, TusReply, TusRequest};
 use crate::{Error, Outcome, Reply, Result, Uploads};
 
 // The state is cloned into every worker thread.
@@ -51,6 +52,7 @@ const _: fn() = || {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<UploadState>();
     send_sync::<UploadError>();
+    send_sync::<TusState>();
 };
 
 /// A function of the request that returns the caller's scope.
@@ -104,6 +106,101 @@ impl UploadState {
         cfg.app_data(web::Data::new(self.clone()))
             .service(web::resource("").route(web::get().to(progress)))
             .service(web::resource("/{identifier}").route(web::get().to(progress_one)));
+    }
+}
+
+/// What the tus handler needs: a [`Tus`] and the scope function, registered as app data
+/// (`web::Data<TusState>`) by [`configure`](Self::configure). Cheap to clone.
+///
+/// ```no_run
+/// use actix_web::{App, HttpRequest, HttpServer, web};
+/// use chunked_upload::adapter::actix::TusState;
+/// use chunked_upload::tus::Tus;
+/// use chunked_upload::{Config, Uploads};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())
+///     .map_err(std::io::Error::other)?;
+/// let tus = TusState::new(Tus::new(uploads), |req: &HttpRequest| {
+///     let user = req.headers().get("x-user-id").and_then(|v| v.to_str().ok());
+///     user.unwrap_or_default().to_owned()
+/// });
+/// HttpServer::new(move || {
+///     let tus = tus.clone();
+///     // tus-js-client and Uppy: endpoint "/tus/".
+///     App::new().service(web::scope("/tus").configure(|cfg| tus.configure(cfg)))
+/// })
+/// .bind(("127.0.0.1", 8080))?
+/// .run()
+/// .await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TusState {
+    tus: Tus,
+    scope: Arc<ScopeFn>,
+}
+
+impl TusState {
+    /// Pairs tus with the function that derives a request's scope.
+    pub fn new(tus: Tus, scope: impl Fn(&HttpRequest) -> String + Send + Sync + 'static) -> Self {
+        TusState {
+            tus,
+            scope: Arc::new(scope),
+        }
+    }
+
+    /// Registers this state as app data, the creation endpoint at the scope's own path (with
+    /// and without a trailing `/`) and the uploads at `/{id}`, any method ([`tus`]). Use it
+    /// inside a [`web::scope`]: `web::scope("/tus").configure(|cfg| state.configure(cfg))`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.clone()))
+            .service(web::resource("").route(web::route().to(tus)))
+            .service(web::resource("/").route(web::route().to(tus)))
+            .service(web::resource("/{id}").route(web::route().to(tus)));
+    }
+}
+
+impl fmt::Debug for TusState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TusState")
+            .field("tus", &self.tus)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tus handler ([`crate::tus`]): every method of the creation endpoint and of the uploads.
+/// Needs `web::Data<TusState>` as app data and, for an upload, an `{id}` path segment.
+pub async fn tus(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<TusState>,
+) -> HttpResponse {
+    let id = req.match_info().get("id").unwrap_or("").to_owned();
+    let path = req.path().to_owned();
+    let mount = path.strip_suffix(id.as_str()).unwrap_or(&path);
+    let mut request =
+        TusRequest::new(req.method().as_str(), mount, Some(&id)).with_scope((state.scope)(&req));
+    for (name, value) in req.headers() {
+        request.header(name.as_str(), value.as_bytes());
+    }
+    let body = payload.map(|piece| piece.map_err(unreadable));
+    tus_response(super::tus::serve(&state.tus, request, body).await)
+}
+
+/// The response for a tus reply: its status, every header, its body.
+fn tus_response(reply: TusReply) -> HttpResponse {
+    let (status, headers, body) = reply.into_parts();
+    let mut response = HttpResponse::build(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    );
+    for (name, value) in headers {
+        response.append_header((name, value));
+    }
+    if body.is_empty() {
+        response.finish()
+    } else {
+        response.body(body)
     }
 }
 

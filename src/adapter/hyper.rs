@@ -64,7 +64,8 @@ use http_body::Body;
 use http_body_util::{BodyDataStream, Full, LengthLimitError, Limited};
 
 use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
-use super::http_common::{head, response};
+use super::http_common::{head, response, tus_request, tus_response};
+use crate::tus::Tus;
 use crate::{Error, Outcome, Reply, Result, Uploads};
 
 // One service clone per connection, on any worker thread.
@@ -119,6 +120,34 @@ pub fn progress(
     response(Reply::progress(uploads, &scope(parts), identifier))
 }
 
+/// A tus request ([`crate::tus`]) to the endpoint mounted at `mount` (e.g. `/tus`): the
+/// creation endpoint is `mount` (with or without a trailing `/`), the uploads are `mount/{id}`.
+/// Never fails: errors are answered with the core's [`TusReply`](crate::tus::TusReply). The
+/// body is not limited here: an append may be as long as its upload has room for.
+pub async fn tus<B>(
+    tus: &Tus,
+    mount: &str,
+    scope: impl FnOnce(&Parts) -> String,
+    request: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let (parts, body) = request.into_parts();
+    let scope = scope(&parts);
+    let full = parts.uri.path().to_owned();
+    let mount = mount.trim_end_matches('/');
+    let inner = full.strip_prefix(mount).unwrap_or("");
+    let request = tus_request(&parts, &full, inner, scope);
+    let body = BodyDataStream::new(body).map(|piece| match piece {
+        Ok(mut data) => Ok(data.copy_to_bytes(data.remaining())),
+        Err(e) => Err(unreadable(e.into())),
+    });
+    tus_response(super::tus::serve(tus, request, body).await)
+}
+
 /// A ready service: `POST` requests whose path ends in `/done` go to [`finalize`], all others to
 /// [`handle`]. Cheap to clone (one clone per connection).
 pub fn service(
@@ -128,6 +157,7 @@ pub fn service(
     UploadService {
         uploads,
         scope: Arc::new(scope),
+        tus: None,
     }
 }
 
@@ -137,6 +167,18 @@ pub fn service(
 pub struct UploadService {
     uploads: Uploads,
     scope: Arc<ScopeFn>,
+    /// tus at this mount (no trailing `/`), when served.
+    tus: Option<(String, Tus)>,
+}
+
+impl UploadService {
+    /// Also serves tus ([`tus`]) at `mount` (e.g. `/tus`): requests to `mount`, `mount/` and
+    /// below go there.
+    #[must_use]
+    pub fn with_tus(mut self, mount: &str, tus: Tus) -> UploadService {
+        self.tus = Some((mount.trim_end_matches('/').to_owned(), tus));
+        self
+    }
 }
 
 impl fmt::Debug for UploadService {
@@ -161,6 +203,15 @@ where
         let this = self.clone();
         Box::pin(async move {
             let scope = |parts: &Parts| (this.scope)(parts);
+            if let Some((mount, handler)) = &this.tus {
+                let path = request.uri().path();
+                let under = path
+                    .strip_prefix(mount.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+                if under {
+                    return Ok(tus(handler, mount, scope, request).await);
+                }
+            }
             let purpose =
                 if request.method() == Method::POST && request.uri().path().ends_with("/done") {
                     Purpose::Finalize

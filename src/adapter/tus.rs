@@ -24,7 +24,7 @@ impl Sink for TusAppend {
 /// breaks off, goes past the upload's end, or another request asks for the upload.
 pub(crate) async fn serve<S>(tus: &Tus, request: TusRequest, body: S) -> TusReply
 where
-    S: Stream<Item = Result<Bytes>> + Send + 'static,
+    S: Stream<Item = Result<Bytes>> + 'static,
 {
     let started = Instant::now();
     let method = request.method().to_owned();
@@ -70,9 +70,9 @@ fn until_released<S>(
     body: S,
     watch: ReleaseWatch,
     identifier: String,
-) -> impl Stream<Item = Result<Bytes>> + Send
+) -> impl Stream<Item = Result<Bytes>>
 where
-    S: Stream<Item = Result<Bytes>> + Send + 'static,
+    S: Stream<Item = Result<Bytes>> + 'static,
 {
     let mut ticker = tokio::time::interval(RELEASE_POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
