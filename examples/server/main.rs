@@ -18,6 +18,7 @@
 //! | `GET /progress` | this browser's uploads as JSON (state, received, size, speed, ETA, ...) |
 //! | `GET /progress/events` | the same as server-sent events, pushed as uploads change |
 //! | `GET /progress/{identifier}` | one upload (404 if this browser has no such upload) |
+//! | `/tus/` (`OPTIONS`, `POST`), `/tus/{id}` (`HEAD`, `PATCH`, `DELETE`) | tus 1.0 and the IETF resumable-upload draft (tus-js-client, Uppy), on the same storage; `Location`s under `/tus/` |
 //!
 //! Each browser gets an opaque random session cookie; it is the upload scope, so two browsers
 //! never see each other's chunks, and a browser resumes its own uploads after a server restart.
@@ -38,6 +39,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chunked_upload::tus::Tus;
 use chunked_upload::{Config, ConflictPolicy, Uploads, adapter};
 use clap::Parser;
 use serde::Serialize;
@@ -131,6 +133,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/upload",
             adapter::axum::router(uploads.clone(), session_scope),
         )
+        // tus 1.0 and the IETF draft: endpoint /tus/, uploads at /tus/{id}.
+        .merge(adapter::axum::tus_router(
+            Tus::new(uploads.clone()),
+            "/tus",
+            session_scope,
+        ))
         .route("/files", get(move || list_files(files_dir.clone())))
         // GET /progress (JSON), /progress/events (server-sent events), /progress/{identifier}.
         .nest(
