@@ -11,9 +11,7 @@
 //! under its sanitized name, nothing appeared beside `DIR`, and the chunk folder holds only
 //! hash-named entries.
 
-#[allow(dead_code)]
 mod common;
-#[allow(dead_code)]
 mod server_support;
 
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     match headers::parse_checksum(data) {
-        Ok(checksum) => assert_eq!(checksum.digest.len(), checksum.algorithm.len()),
+        Ok(checksum) => assert_eq!(checksum.digest.len(), checksum.algorithm.digest_len()),
         Err(e) => assert_eq!(e.status(), 400, "{e:?}"),
     }
 });

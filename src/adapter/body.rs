@@ -583,6 +583,7 @@ mod tests {
     }
 
     /// A sink that records what it was given.
+    #[derive(Debug)]
     struct Recorder(Vec<u8>);
 
     impl Sink for Recorder {

@@ -8,9 +8,15 @@
 //!
 //! | feature | module | entry points |
 //! |---|---|---|
-//! | `axum` | `axum` | `router(uploads, scope)`, the `UploadChunk` / `FinalizeUpload` extractors |
-//! | `actix-web` | `actix` | `UploadState::configure`, the `upload` / `done` handlers, `UploadError` |
-//! | `hyper` | `hyper` | `handle`, `finalize`, and a ready `service` over any `http_body::Body` |
+//! | `axum` | `axum` | `router(uploads, scope)`, the `UploadChunk` / `FinalizeUpload` extractors; `tus_router(tus, mount, scope)` |
+//! | `actix-web` | `actix` | `UploadState::configure`, the `upload` / `done` handlers, `UploadError`; `TusState::configure`, the `tus` handler |
+//! | `hyper` | `hyper` | `handle`, `finalize`, and a ready `service` over any `http_body::Body`; `tus`, `UploadService::with_tus` |
+//!
+//! tus ([`crate::tus`]) goes the same way: the adapter builds a [`TusRequest`](crate::tus::TusRequest)
+//! (method, mount, id, headers, scope), the core answers a [`TusReply`](crate::tus::TusReply)
+//! (status, headers, body) that the adapter copies out; an append's body streams through the
+//! same body pump, with the same body slots and slow-body rule, polled every
+//! [`RELEASE_POLL`](crate::tus::RELEASE_POLL) for another request taking the upload over.
 //!
 //! All three behave the same way, and prove it by passing the same HTTP test suite
 //! (the `conformance` feature):

@@ -723,7 +723,7 @@ pub fn tus_takeover(t: &TusTarget) {
         "the HEAD waited {waited:?}"
     );
     let offset: usize = head.header("upload-offset").unwrap().parse().unwrap();
-    assert!(offset >= 131_072 && offset <= 150_000, "{head:?}");
+    assert!((131_072..=150_000).contains(&offset), "{head:?}");
     // The stalled request is answered (400) and its connection may be closed.
     stalled
         .set_read_timeout(Some(Duration::from_secs(5)))

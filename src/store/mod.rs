@@ -270,7 +270,12 @@ impl Capabilities {
 /// - discarding an upload and listing uploads for the sweep and for quota seeding.
 ///
 /// A piece is an indexed chunk written at its byte offset (the widgets), or an append at the
-/// upload's current offset (tus). Stores in this crate:
+/// upload's current offset (tus: piece `n` is the upload's `n`-th append, written under the
+/// upload's lock held from its first byte to its last; the offset is the bytes recorded).
+/// tus also asks a store for [`declare_size`](Store::declare_size),
+/// [`concatenate`](Store::concatenate) and a lock that can be taken over
+/// ([`lock_taking_over`](Store::lock_taking_over)); each has a default for stores that cannot.
+/// Stores in this crate:
 ///
 /// | store | a piece is written as | assembly |
 /// |---|---|---|

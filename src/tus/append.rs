@@ -8,9 +8,9 @@ use std::fmt;
 use std::time::SystemTime;
 
 use super::checksum::Verifier;
-use super::handler::Tus;
 use super::reply::TusReply;
 use super::request::Protocol;
+use super::state;
 use crate::error::{Error, Limit, Result};
 use crate::progress::ChunkProgress;
 use crate::save::Uploads;
@@ -21,7 +21,7 @@ use crate::upload::Assembled;
 /// written to the store as it arrives. The upload's lock is held until it is finished or
 /// dropped; dropped unfinished, nothing of it counts.
 pub struct TusAppend {
-    pub(crate) tus: Tus,
+    pub(crate) uploads: Uploads,
     pub(crate) protocol: Protocol,
     pub(crate) id: String,
     pub(crate) scope: String,
@@ -101,7 +101,7 @@ impl TusAppend {
     /// [`interrupted`](Self::interrupted) with [`Error::TakenOver`].
     pub fn release_watch(&self) -> ReleaseWatch {
         ReleaseWatch {
-            uploads: self.tus.uploads().clone(),
+            uploads: self.uploads.clone(),
             key: self.lock.key().to_owned(),
         }
     }
@@ -183,9 +183,9 @@ impl TusAppend {
                 // A checksum mismatch, an inconsistent length, a failed assembly: the upload
                 // stays as recorded.
                 let mut reply = TusReply::failed(protocol, e);
-                let store = self.tus.uploads().store();
+                let store = &self.uploads.store();
                 if let Ok(tally) = store.tally(self.lock.key()) {
-                    let offset = super::handler::offset_of(&self.stored, tally);
+                    let offset = state::offset_of(&self.stored, tally);
                     self.describe(&mut reply, offset);
                 }
                 reply
@@ -196,7 +196,7 @@ impl TusAppend {
     /// Records the bytes (after the checksum, if any), declares the length the draft's
     /// `Upload-Complete: ?1` implies, publishes the file when complete. Returns the offset.
     fn record(&mut self, broken: bool) -> Result<(u64, Option<Assembled>)> {
-        let uploads = self.tus.uploads().clone();
+        let uploads = self.uploads.clone();
         let store = uploads.store();
         let config = uploads.config();
         let key = self.lock.key().to_owned();
@@ -206,7 +206,7 @@ impl TusAppend {
                 // Bytes that cannot be checked are dropped unrecorded: the offset stays.
                 drop(writer);
                 let tally = store.tally(&key)?;
-                return Ok((super::handler::offset_of(&self.stored, tally), None));
+                return Ok((state::offset_of(&self.stored, tally), None));
             }
             verifier.verify()?;
         }
@@ -241,7 +241,7 @@ impl TusAppend {
                 Some(_) => {}
             }
         }
-        let file = self.tus.complete_if_done(&self.lock, &self.stored, tally)?;
+        let file = state::complete_if_done(&uploads, &self.lock, &self.stored, tally)?;
         if file.is_some()
             && let Some(stored) = store.load(&key)?
         {
@@ -251,7 +251,8 @@ impl TusAppend {
     }
 
     fn describe(&self, reply: &mut TusReply, offset: u64) {
-        self.tus.describe_state(
+        state::describe_state(
+            &self.uploads,
             reply,
             self.protocol,
             &self.mount,

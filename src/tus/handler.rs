@@ -14,7 +14,7 @@
 //! connection is gone (an append waiting for bytes that will never come) is asked to give the
 //! upload up, keeps what it received, and the new request goes on.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -23,10 +23,11 @@ use super::checksum::Verifier;
 use super::headers::{self, Checksum, ConcatHeader};
 use super::reply::TusReply;
 use super::request::{Protocol, TusRequest};
+use super::state;
 use crate::error::{Error, Limit, Result};
 use crate::save::Uploads;
 use crate::store::{Activity, Piece, Stored, Tally, UploadLock};
-use crate::upload::{Assembled, Concat, UploadInfo};
+use crate::upload::{Concat, UploadInfo};
 
 /// The tus media type of an append's body.
 pub(crate) const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
@@ -167,7 +168,7 @@ impl Tus {
         }
         if let Protocol::Ietf(_) = protocol {
             reply.set("Accept-Patch", PARTIAL_UPLOAD);
-            reply.set("Upload-Limit", self.upload_limit(None));
+            reply.set("Upload-Limit", state::upload_limit(&self.uploads, None));
         }
         reply
     }
@@ -308,10 +309,11 @@ impl Tus {
                 .map(|a| TusBegun::Receiving(Box::new(a)));
         }
         // Nothing to append: a 0-byte upload is complete as created.
-        let file = self.complete_if_done(&lock, &stored, tally)?;
+        let file = state::complete_if_done(&self.uploads, &lock, &stored, tally)?;
         let mut reply = TusReply::new(protocol, 201);
         reply.set("Location", location);
-        self.describe_state(
+        state::describe_state(
+            &self.uploads,
             &mut reply,
             protocol,
             request.mount(),
@@ -349,7 +351,8 @@ impl Tus {
                 let mut reply = TusReply::new(protocol, 201);
                 reply.set("Location", location);
                 let size = existing.upload.total_size.unwrap_or(0);
-                self.describe_state(
+                state::describe_state(
+                    &self.uploads,
                     &mut reply,
                     protocol,
                     request.mount(),
@@ -442,14 +445,15 @@ impl Tus {
         let refs: Vec<(&UploadLock, &Stored)> = held.iter().map(|(l, s)| (l, s)).collect();
         let tally = store.concatenate(&lock, &stored, &refs)?;
         progress.stored(&key, tally.bytes);
-        let file = self.complete_if_done(&lock, &stored, tally)?;
+        let file = state::complete_if_done(&self.uploads, &lock, &stored, tally)?;
         // The parts count no more as unfinished uploads of the scope: the file is made.
         for (part_lock, _) in &held {
             self.uploads.forget(part_lock.key());
         }
         let mut reply = TusReply::new(protocol, 201);
         reply.set("Location", location);
-        self.describe_state(
+        state::describe_state(
+            &self.uploads,
             &mut reply,
             protocol,
             request.mount(),
@@ -462,10 +466,10 @@ impl Tus {
 
     fn head(&self, request: &TusRequest, protocol: Protocol, id: &str) -> Result<TusReply> {
         let held = self.hold(request, id)?;
-        let offset = offset_of(&held.stored, held.tally);
+        let offset = state::offset_of(&held.stored, held.tally);
         // A complete upload that is not published yet (its assembly failed, or a crash came
         // first) is published now, or says why it cannot be.
-        let file = self.complete_if_done(&held.lock, &held.stored, held.tally)?;
+        let file = state::complete_if_done(&self.uploads, &held.lock, &held.stored, held.tally)?;
         let stored = match &file {
             Some(_) => self
                 .uploads
@@ -476,7 +480,8 @@ impl Tus {
         };
         let mut reply = TusReply::new(protocol, if protocol == Protocol::Tus { 200 } else { 204 });
         reply.set("Cache-Control", "no-store");
-        self.describe_state(
+        state::describe_state(
+            &self.uploads,
             &mut reply,
             protocol,
             request.mount(),
@@ -524,7 +529,7 @@ impl Tus {
                 reason: "a final upload is made of its partial uploads: nothing may be appended",
             });
         }
-        let current = offset_of(&held.stored, held.tally);
+        let current = state::offset_of(&held.stored, held.tally);
         if offset != current {
             return Err(Error::OffsetMismatch {
                 identifier: id.to_owned(),
@@ -540,7 +545,8 @@ impl Tus {
             }
             // An empty append to a finished upload changes nothing (a retried last request).
             let mut reply = TusReply::new(protocol, 204);
-            self.describe_state(
+            state::describe_state(
+                &self.uploads,
                 &mut reply,
                 protocol,
                 request.mount(),
@@ -705,7 +711,7 @@ impl Tus {
         )?;
         let progress = Some(self.uploads.progress().chunk(held.lock.key(), false));
         Ok(TusAppend {
-            tus: self.clone(),
+            uploads: self.uploads.clone(),
             protocol,
             id,
             scope: request.scope().to_owned(),
@@ -733,92 +739,6 @@ impl Tus {
                 .map(|v| headers::parse_boolean("Upload-Complete", v))
                 .transpose(),
         }
-    }
-
-    /// Publishes the upload (lock held) when all its bytes are there and it is a file of its
-    /// own (not a partial upload) not yet published: exactly once, through the same assembly
-    /// as the widgets' (destination, conflict policy, pre-process and `on_assembled` hooks).
-    pub(crate) fn complete_if_done(
-        &self,
-        lock: &UploadLock,
-        stored: &Stored,
-        tally: Tally,
-    ) -> Result<Option<Assembled>> {
-        let done = stored.assembled.is_none()
-            && stored.upload.concat != Concat::Partial
-            && stored.upload.total_size == Some(tally.bytes);
-        if !done {
-            return Ok(None);
-        }
-        self.uploads.assemble(lock, stored, tally).map(Some)
-    }
-
-    /// The headers that describe an upload: `Upload-Offset`, `Upload-Length` (or
-    /// `Upload-Defer-Length`), `Upload-Metadata`, `Upload-Concat`, and for an unfinished
-    /// upload `Upload-Expires` (`last_activity` plus the expiry age); the draft's
-    /// `Upload-Complete` and `Upload-Limit`.
-    pub(crate) fn describe_state(
-        &self,
-        reply: &mut TusReply,
-        protocol: Protocol,
-        mount: &str,
-        stored: &Stored,
-        offset: u64,
-        last_activity: SystemTime,
-    ) {
-        let upload = &stored.upload;
-        reply.set("Upload-Offset", offset.to_string());
-        match upload.total_size {
-            Some(size) => reply.set("Upload-Length", size.to_string()),
-            None if protocol == Protocol::Tus => reply.set("Upload-Defer-Length", "1"),
-            None => {}
-        }
-        if !upload.metadata.is_empty() {
-            reply.set(
-                "Upload-Metadata",
-                headers::encode_metadata(&upload.metadata),
-            );
-        }
-        match &upload.concat {
-            Concat::Whole => {}
-            Concat::Partial => reply.set("Upload-Concat", "partial"),
-            Concat::Final(parts) => {
-                // The parts as absolute paths under the mount.
-                let urls: Vec<String> = parts.iter().map(|p| format!("{mount}{p}")).collect();
-                reply.set("Upload-Concat", format!("final;{}", urls.join(" ")));
-            }
-        }
-        let finished = stored.assembled.is_some() || upload.total_size == Some(offset);
-        let expires = last_activity + self.uploads.config().expire_after();
-        if !finished {
-            reply.expires(expires);
-        }
-        if let Protocol::Ietf(_) = protocol {
-            reply.set("Upload-Complete", if finished { "?1" } else { "?0" });
-            reply.set(
-                "Upload-Limit",
-                self.upload_limit((!finished).then_some(expires)),
-            );
-        }
-    }
-
-    /// The draft's `Upload-Limit`: `max-size` (the largest file), `max-age` (seconds the
-    /// upload has left, for an unfinished one).
-    fn upload_limit(&self, expires: Option<SystemTime>) -> String {
-        let mut limits = Vec::new();
-        if let Some(max) = self.uploads.config().limits().max_file_size {
-            limits.push(format!("max-size={max}"));
-        }
-        if let Some(at) = expires {
-            let left = at
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
-            limits.push(format!("max-age={}", left.as_secs()));
-        }
-        if limits.is_empty() {
-            limits.push("min-size=0".to_owned());
-        }
-        limits.join(", ")
     }
 }
 
@@ -853,15 +773,6 @@ fn describe(
         chunk_size: None,
         metadata,
         concat,
-    }
-}
-
-/// The upload's offset: the bytes recorded, or its whole length once published (a
-/// pre-process hook may have changed the published file's size).
-pub(crate) fn offset_of(stored: &Stored, tally: Tally) -> u64 {
-    match (&stored.assembled, stored.upload.total_size) {
-        (Some(_), Some(size)) => size,
-        _ => tally.bytes,
     }
 }
 

@@ -187,7 +187,7 @@ impl Checksum {
     }
 
     /// Bytes of its digest.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Checksum::Sha1 => 20,
             Checksum::Md5 => 16,
@@ -253,14 +253,14 @@ pub fn parse_checksum(value: &[u8]) -> Result<DeclaredChecksum> {
             Problem::Invalid(format!("is not base64: {e}")),
         )
     })?;
-    if digest.len() != algorithm.len() {
+    if digest.len() != algorithm.digest_len() {
         return Err(Error::bad_value(
             header,
             encoded,
             Problem::Invalid(format!(
                 "is {} bytes, a {algorithm} digest has {}",
                 digest.len(),
-                algorithm.len()
+                algorithm.digest_len()
             )),
         ));
     }

@@ -95,6 +95,7 @@ mod handler;
 pub mod headers;
 mod reply;
 mod request;
+mod state;
 
 pub use append::{ReleaseWatch, TusAppend};
 pub use handler::{Tus, TusBegun};
