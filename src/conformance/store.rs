@@ -38,6 +38,9 @@ use crate::{Error, Result};
 /// How long a case waits for a lock.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Reads a published file back, whole.
+pub type ReadFn = dyn Fn(&Location) -> Vec<u8> + Send + Sync;
+
 /// A store under test: a fresh, empty instance and a way to read its published files.
 pub struct Subject {
     /// The store.
@@ -46,7 +49,7 @@ pub struct Subject {
     /// when the store can have one: the multi-instance cases run on both.
     pub another: Option<Arc<dyn Store>>,
     /// Reads a published file back, whole.
-    pub read: Box<dyn Fn(&Location) -> Vec<u8> + Send + Sync>,
+    pub read: Box<ReadFn>,
 }
 
 impl Subject {
