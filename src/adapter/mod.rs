@@ -35,8 +35,26 @@
 //! - Rejected requests are logged with [`tracing`](https://docs.rs/tracing) at `warn` (`error`
 //!   for server-side failures), each assembled file at `info` with its size.
 
-#[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
-mod body;
+/// Items every adapter shares: compiled when any adapter is (one list of features, here).
+macro_rules! with_any_adapter {
+    ($($item:item)*) => {
+        $(
+            #[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
+            #[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))))]
+            $item
+        )*
+    };
+}
+
+with_any_adapter! {
+    mod body;
+    mod scope;
+    pub mod session;
+    mod sweep;
+    pub use scope::Scope;
+    pub use session::{SESSION_COOKIE, SessionKey, SessionRequest, Sessions};
+}
+
 #[cfg(any(feature = "axum", feature = "hyper"))]
 mod http_common;
 
