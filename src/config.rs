@@ -20,7 +20,7 @@ pub enum ConflictPolicy {
     /// (409).
     #[default]
     Refuse,
-    /// Replace the existing file atomically.
+    /// Replace the existing file atomically (a rename over it).
     Overwrite,
     /// Pick a free name next to it: `report.pdf`, `report (1).pdf`, `report (2).pdf`, ...
     Rename,
@@ -128,8 +128,10 @@ impl Config {
     /// assembled files go to `destination_dir` under their [sanitized](crate::sanitize_filename)
     /// file name (see [`ConfigBuilder::destination`] for any other choice).
     ///
-    /// Keep `temp_dir` on the same filesystem as the destination: assembled files are published
-    /// by rename.
+    /// Keep `temp_dir` on the same filesystem as the destination, so that nothing is copied
+    /// across filesystems. An assembled file is written to a hidden staging file beside its
+    /// destination, synced, and published by a no-clobber hard link of it (or, with
+    /// [`ConflictPolicy::Overwrite`], an atomic rename over the destination).
     pub fn builder(
         temp_dir: impl Into<PathBuf>,
         destination_dir: impl Into<PathBuf>,
@@ -275,7 +277,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// Sets a callback run once per assembled file, after it is published.
+    /// Sets a callback run once per assembled file, after it is published: to move it, index
+    /// it, tell someone. It runs on the request's thread (a blocking thread in the bundled
+    /// adapters), with the upload's lock held, before the answer is sent: keep it short, or
+    /// hand the work off.
     pub fn on_assembled(mut self, f: impl Fn(&crate::Assembled) + Send + Sync + 'static) -> Self {
         self.config.on_assembled = Some(Arc::new(f));
         self

@@ -51,11 +51,11 @@
 //! In a handler of your own, return `Result<_, UploadError>` and use `?` on the core's results:
 //! the error answers with the core's status and JSON.
 //!
-//! What the handlers do not do by themselves: sweep (call [`spawn_sweep`]); react to an
-//! assembled file (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled),
-//! which runs once per file, on the request's blocking thread, after the file is published);
-//! print their logs (rejections and assembled files are [`tracing`] events: install a
-//! subscriber, e.g. `tracing_subscriber::fmt().init()`, to see them).
+//! What the handlers do not do by themselves: sweep (call [`spawn_sweep`]); react to an assembled
+//! file (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled), which runs once
+//! per file, on the request's blocking thread, after the file is published and before the answer);
+//! print their logs (rejections and assembled files are [`tracing`] events: install a subscriber,
+//! e.g. `tracing_subscriber::fmt().init()`, to see them).
 
 use std::fmt;
 use std::future::{Ready, ready};

@@ -143,11 +143,11 @@
 //! and `GET /events` a stream of server-sent events, one `progress` event per upload whenever
 //! it changes, at most four times a second.
 //!
-//! What the router does not do by itself: sweep (call [`spawn_sweep`]); react to an assembled
-//! file (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled), which runs
-//! once per file, on the request's blocking thread, after the file is published); print its
-//! logs (rejections and assembled files are [`tracing`] events: install a subscriber, e.g.
-//! `tracing_subscriber::fmt().init()`, to see them).
+//! What the router does not do by itself: sweep (call [`spawn_sweep`]); react to an assembled file
+//! (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled), which runs once per
+//! file, on the request's blocking thread, after the file is published and before the answer);
+//! print its logs (rejections and assembled files are [`tracing`] events: install a subscriber,
+//! e.g. `tracing_subscriber::fmt().init()`, to see them).
 
 use std::convert::Infallible;
 use std::fmt;

@@ -56,9 +56,9 @@
 //! whose path ends in `/done` finalize, every other request goes to [`handle`].
 //!
 //! What these functions do not do by themselves: sweep (call [`spawn_sweep`]); react to an
-//! assembled file (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled),
-//! which runs once per file, on the request's blocking thread, after the file is published);
-//! print their logs (rejections and assembled files are [`tracing`] events: install a
+//! assembled file (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled), which
+//! runs once per file, on the request's blocking thread, after the file is published and before the
+//! answer); print their logs (rejections and assembled files are [`tracing`] events: install a
 //! subscriber, e.g. `tracing_subscriber::fmt().init()`, to see them).
 
 use std::convert::Infallible;
