@@ -97,3 +97,61 @@ fn server() -> &'static (Target, Checks) {
 
 chunked_upload::conformance_tests!(&server().0);
 scope_checks!(&server().1);
+
+/// Served without the client's address (no `into_make_service_with_connect_info`), a request
+/// without a valid session cookie cannot be scoped safely: it is refused with 400 and a message
+/// that says what to do, never answered "stored"; a request with a valid cookie needs no address.
+#[test]
+fn without_the_client_address_a_cookieless_request_is_refused() {
+    let setup = adapter_support::setup("axum-no-address");
+    let sessions = setup.sessions.clone();
+    let app: Router = Router::new()
+        .nest("/upload", router::<SessionScope, _>(setup.uploads))
+        .with_state(sessions.clone());
+    let listener = setup.listener;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    let client = reqwest::blocking::Client::new();
+    let query = "flowChunkNumber=1&flowChunkSize=16384&flowCurrentChunkSize=3&flowTotalSize=3\
+                 &flowIdentifier=3-na&flowFilename=na.bin&flowRelativePath=na.bin&flowTotalChunks=1";
+    let url = format!("{}?{query}", setup.target.base_url);
+    let refused = client.post(&url).body("abc").send().expect("POST");
+    assert_eq!(refused.status(), 400);
+    assert!(refused.headers().get("set-cookie").is_none());
+    let body: serde_json::Value =
+        serde_json::from_str(&refused.text().expect("a body")).expect("JSON");
+    assert_eq!(body["preventRetry"], true, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("load this site's page first"), "{message}");
+    assert!(!setup.target.files_dir.join("na.bin").exists());
+
+    // A session the server issued (say, with its page) works without the address.
+    let page = sessions.page_scope(&chunked_upload::adapter::SessionRequest::default());
+    let cookie = page
+        .set_cookie()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let stored = client
+        .post(&url)
+        .header("cookie", cookie)
+        .body("abc")
+        .send()
+        .expect("POST");
+    assert_eq!(stored.status(), 200);
+    assert!(stored.headers().get("set-cookie").is_none());
+    assert_eq!(
+        std::fs::read(setup.target.files_dir.join("na.bin")).unwrap(),
+        b"abc"
+    );
+}
