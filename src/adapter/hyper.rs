@@ -158,7 +158,8 @@ pub fn error_response(error: &Error) -> HyperResponse {
 /// A ready service: `POST` requests whose path ends in `/done` go to [`finalize`], all others
 /// to [`handle`], each in the scope `decide` returns for the request head (an async function:
 /// check a token, ask a session store); when it returns `Err(response)`, that response is the
-/// answer and nothing is stored. Cheap to clone (one clone per connection).
+/// answer and nothing is stored (the body is not read: hyper then closes the connection).
+/// Cheap to clone (one clone per connection).
 ///
 /// ```no_run
 /// use bytes::Bytes;
