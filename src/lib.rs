@@ -38,9 +38,13 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` | `adapter::axum`: a ready `Router` and the `UploadChunk` extractor (axum 0.8) |
-//! | `actix-web` | `adapter::actix`: handlers, a `ServiceConfig` helper, a `ResponseError` (actix-web 4) |
-//! | `hyper` | `adapter::hyper`: an async handler over any `http_body::Body` (hyper 1) |
+//! | `axum` | `adapter::axum`: a ready `Router` over a scope extractor, the `UploadChunk` extractor, `SessionScope` (axum 0.8) |
+//! | `actix-web` | `adapter::actix`: handlers over a scope extractor, a `ServiceConfig` helper, `SessionScope`, a `ResponseError` (actix-web 4) |
+//! | `hyper` | `adapter::hyper`: async handlers over any `http_body::Body` in the scope you decide, `session_scope` (hyper 1) |
+//!
+//! Every adapter feature also brings `adapter::Sessions` (signed session cookies for apps
+//! without accounts; see `adapter::session` for what they can and cannot tell apart) and
+//! `spawn_sweep` (the sweep in the background).
 //! | `conformance` | `conformance`: the HTTP test suite every adapter passes, for your own adapter |
 //!
 //! ## Guarantees
@@ -50,8 +54,9 @@
 //! - Completion is "every chunk present and the sizes add up", checked in O(1) amortized per
 //!   chunk through a per-upload ledger, not by listing the chunks on every request.
 //! - Assembly happens once, under a per-upload lock (`std::fs::File::lock`, which holds across
-//!   processes sharing the temp dir). The destination is written as a hidden file beside it,
-//!   synced, then published by a no-clobber link or an atomic replace: it is never visible
+//!   processes sharing the temp dir). The destination is written as a hidden staging file
+//!   beside it, synced, then published by a no-clobber hard link of that file (or, with
+//!   [`ConflictPolicy::Overwrite`], an atomic rename over the destination): it is never visible
 //!   half-written, and a crash at any point loses nothing but the chunks in flight.
 //! - Storage paths are hashes of (scope, identifier): no client string reaches a path, and two
 //!   scopes never share an upload.
@@ -79,6 +84,8 @@
 //! | chunk stored, file assembled, test: chunk present | 200 |
 //! | test: chunk absent ([`Error::NoContent`]) | 204 |
 //! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload | 400 |
+//! | no valid session cookie and no client address to derive one ([`Error::NoSession`]) | 400 |
+//! | refused by the adapter's scope extractor (not signed in, say) | the extractor's, e.g. 401 |
 //! | unknown upload ([`Error::NotFound`]) | 404 |
 //! | body stalled or trickling ([`Error::BodyTooSlow`]) | 408 |
 //! | destination exists and the policy refuses, geometry changed | 409 |
@@ -88,7 +95,10 @@
 //! | busy, retry later ([`Error::Busy`]) | 503 |
 //! | storage full | 507 |
 //!
-//! [`Error::status`] is the one mapping; the table in its docs is complete.
+//! [`Error::status`] is the one mapping; the table in its docs is complete. Error bodies are
+//! `{"success": false, "error": message, "preventRetry": bool}` ([`Reply::error`]): the message
+//! is [`Error::client_message`], which names no server path and nothing of another scope's
+//! files; `preventRetry` (read by Fine Uploader) is `!`[`Error::is_retryable`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -14,13 +14,15 @@ use chunked_upload::default_hash_name;
 use common::{FlowFile, bytes, visible_files};
 use server_support::{
     Body, Options, Request, Server, age_staging_files, assert_same_bytes, flow_pairs, flow_post,
-    flow_test, new_session, resume, scratch, upload_request,
+    new_session, resume, scratch, upload_request,
 };
 
 /// The upload folder of `file` in `session`'s scope, under the example server's temp dir.
 fn upload_dir(dir: &Path, session: &str, file: &FlowFile) -> std::path::PathBuf {
+    // The scope is the session id, the part of the signed cookie before the tag.
+    let scope = session.split('.').next().expect("a session id");
     dir.join(".chunks")
-        .join(default_hash_name(session, &file.identifier))
+        .join(default_hash_name(scope, &file.identifier))
 }
 
 /// A changed file sent under an identifier that was assembled before (flow.js derives it from
