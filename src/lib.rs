@@ -49,17 +49,26 @@
 //!
 //! ## Guarantees
 //!
-//! - A chunk counts as present only once fully written (staging file, then rename); duplicates
-//!   replace it atomically.
+//! - A chunk counts as present only once all its bytes are stored: the [`LocalStore`] writes it
+//!   at its offset in the upload's data file and records it in a ledger afterwards. A chunk
+//!   sent again is compared with the stored bytes: the same bytes change nothing, others are
+//!   refused ([`Error::ContentMismatch`]), never mixed in.
 //! - Completion is "every chunk present and the sizes add up", checked in O(1) amortized per
-//!   chunk through a per-upload ledger, not by listing the chunks on every request.
+//!   chunk through the ledger, not by listing the chunks on every request.
 //! - Assembly happens once, under a per-upload lock (`std::fs::File::lock`, which holds across
-//!   processes sharing the temp dir). The destination is written as a hidden staging file
-//!   beside it, synced, then published by a no-clobber hard link of that file (or, with
-//!   [`ConflictPolicy::Overwrite`], an atomic rename over the destination): it is never visible
-//!   half-written, and a crash at any point loses nothing but the chunks in flight.
-//! - Storage paths are hashes of (scope, identifier): no client string reaches a path, and two
-//!   scopes never share an upload.
+//!   processes sharing the temp dir). The data file is synced and published by a no-clobber
+//!   hard link (or, with [`ConflictPolicy::Overwrite`], an atomic rename over the destination):
+//!   no byte is copied, it is never visible half-written, and a crash at any point loses
+//!   nothing but the chunks in flight.
+//! - Storage paths are hashes of (scope, identifier): no client string reaches a path, two
+//!   scopes never share an upload, and no symlink in the temp dir is ever followed.
+//!
+//! ## Choosing a store
+//!
+//! | store | when |
+//! |---|---|
+//! | [`LocalStore`] ([`Config::builder`]) | one server, or several processes sharing one local filesystem with the destination (the default; fastest: nothing is copied) |
+//! | your own [`Store`] ([`Config::builder_with_store`]) | anything else; prove it with the `conformance` feature's `conformance::store` suite |
 //!
 //! ## Protocols
 //!
