@@ -104,9 +104,11 @@ pub mod dialect;
 mod error;
 mod expiry;
 mod merge;
+mod multipart_guard;
 mod progress;
 mod quota;
 mod request;
+mod request_limits;
 mod response;
 mod sanitize;
 mod save;
@@ -120,11 +122,13 @@ pub use config::{
     PreprocessFn, UploadInfo, default_hash_name,
 };
 pub use dialect::{Dialect, Dialects, Dropzone, FineUploader, Flow, Plupload, Resumable};
-pub use error::{Error, Limit, Result};
+pub use error::{Deadline, Error, Limit, Result};
 pub use expiry::SweepReport;
 pub use merge::Assembled;
+pub use multipart_guard::{MAX_BOUNDARY_LEN, MultipartGuard};
 pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
 pub use request::{ChunkBody, ChunkRequest, MAX_PARAM_LEN, Params, RawRequest, RequestKind};
+pub use request_limits::RequestLimits;
 pub use response::Reply;
 pub use sanitize::{sanitize_filename, sanitize_relative_path};
 pub use save::{Begun, FORM_OVERHEAD, IncomingChunk, Outcome, Uploads};
