@@ -4,24 +4,46 @@
 //!
 //! [`handle`] is the upload route (`GET` tests a chunk; `POST`, `PUT` and `PATCH` upload one),
 //! [`finalize`] the "done" route. [`service`] serves both: requests whose path ends in `/done`
-//! finalize, every other request goes to [`handle`]. Multipart forms are parsed with `multer`;
-//! the body is limited to the largest chunk plus form overhead.
+//! finalize, every other request goes to [`handle`]. Multipart forms are parsed with `multer`
+//! (behind a [`MultipartGuard`](crate::MultipartGuard)); the body is limited to the largest
+//! chunk plus form overhead, and every request to the [`RequestLimits`] of the uploads'
+//! configuration. [`serve`] serves connections with the connection limits (a deadline on the
+//! request head, a bound on its size and on the number of connections).
 //!
 //! ```no_run
 //! use chunked_upload::{Config, Uploads, adapter};
-//! use hyper_util::rt::TokioIo;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
 //! // No scope: every client shares one namespace (fine for a single-user tool).
 //! let service = adapter::hyper::service(uploads, |_: &http::request::Parts| String::new());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let limits = chunked_upload::RequestLimits::default();
+//! adapter::hyper::serve(listener, service, &limits, std::future::pending()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Serving connections yourself, give hyper a timer and a `header_read_timeout`: without
+//! them a connection that never finishes its request head stays open for ever.
+//!
+//! ```no_run
+//! # use chunked_upload::{Config, Uploads, adapter};
+//! use hyper_util::rt::{TokioIo, TokioTimer};
+//!
+//! # async fn run(service: adapter::hyper::UploadService) -> Result<(), Box<dyn std::error::Error>> {
+//! let limits = chunked_upload::RequestLimits::default();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! loop {
 //!     let (stream, _) = listener.accept().await?;
 //!     let service = service.clone();
 //!     tokio::spawn(async move {
-//!         let io = TokioIo::new(stream);
-//!         let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+//!         let _ = hyper::server::conn::http1::Builder::new()
+//!             .timer(TokioTimer::new())
+//!             .header_read_timeout(limits.head_timeout)
+//!             .max_header_size(limits.max_head_bytes)
+//!             .serve_connection(TokioIo::new(stream), service)
+//!             .await;
 //!     });
 //! }
 //! # }
@@ -57,15 +79,14 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
-use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{Method, Request, Response};
 use http_body::Body;
-use http_body_util::{BodyDataStream, Full, LengthLimitError, Limited};
+use http_body_util::{BodyDataStream, Full};
 
-use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
+use super::body::{BodyKind, Collector, Purpose, log, unreadable};
 use super::http_common::{head, response};
-use crate::{Error, Outcome, Reply, Result, Uploads};
+use crate::{Outcome, Reply, RequestLimits, Result, Uploads};
 
 // One service clone per connection, on any worker thread.
 const _: fn() = || {
@@ -203,56 +224,69 @@ where
     let (parts, body) = request.into_parts();
     let scope = scope(&parts);
     let (collector, kind) = Collector::begin(uploads, purpose, &head(&parts), scope)?;
-    let limit = uploads.max_request_body();
-    let data = data(body, limit);
     match kind {
         BodyKind::None => collector.finish().await,
-        BodyKind::Raw => collector.raw(data).await,
-        BodyKind::Form => collector.form(data).await?.finish().await,
-        BodyKind::Multipart => {
-            let boundary = parts
-                .headers
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|ct| multer::parse_boundary(ct).ok())
-                .ok_or_else(|| {
-                    Error::bad("Content-Type", "multipart/form-data without a boundary")
-                })?;
-            let mut multipart = multer::Multipart::new(data, boundary);
-            let mut collector = collector;
-            while let Some(field) = multipart.next_field().await.map_err(malformed)? {
-                let name = field.name().unwrap_or_default().to_owned();
-                let filename = field.file_name().map(str::to_owned);
-                let part = field.map(|piece| piece.map_err(malformed));
-                collector.field(&name, filename.as_deref(), part).await?;
-            }
-            collector.finish().await
-        }
+        BodyKind::Raw => collector.raw(data(body)).await,
+        BodyKind::Form => collector.form(data(body)).await?.finish().await,
+        BodyKind::Multipart => collector.multipart(data(body)).await,
     }
 }
 
-/// The body's data frames, at most `limit` bytes of them.
-fn data<B>(body: B, limit: u64) -> impl Stream<Item = Result<Bytes>> + Send + 'static
+/// The body's data frames (the collector limits them).
+fn data<B>(body: B) -> impl Stream<Item = Result<Bytes>> + Send + 'static
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    BodyDataStream::new(limited).map(move |piece| match piece {
+    BodyDataStream::new(body).map(|piece| match piece {
         Ok(mut data) => Ok(data.copy_to_bytes(data.remaining())),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large(limit.saturating_add(1), limit)),
-        Err(e) => Err(unreadable(e)),
+        Err(e) => {
+            let e: Box<dyn StdError + Send + Sync> = e.into();
+            Err(unreadable(e))
+        }
     })
 }
 
-/// A multer error; errors of the body stream itself (this crate's) come back unwrapped.
-fn malformed(error: multer::Error) -> Error {
-    if let multer::Error::StreamReadFailed(source) = error {
-        return match source.downcast::<Error>() {
-            Ok(error) => *error,
-            Err(source) => unreadable(source),
-        };
-    }
-    Error::bad("body", format!("malformed multipart form: {error}"))
+/// Serves `service` (this module's [`service`], or one of your own that routes to
+/// [`handle`] and [`finalize`]) on every connection `listener` accepts, over HTTP/1.1, with
+/// the connection limits of `limits`: [`RequestLimits::head_timeout`] (a connection that sends
+/// nothing, half a request head, or stays idle between requests is closed after it),
+/// [`RequestLimits::max_head_bytes`] (431) and [`RequestLimits::max_connections`]. When
+/// `shutdown` resolves it stops accepting and lets the requests in progress finish.
+///
+/// ```no_run
+/// use chunked_upload::{Config, Uploads, adapter};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
+/// let limits = *uploads.config().request_limits();
+/// let service = adapter::hyper::service(uploads, |_: &http::request::Parts| String::new());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// adapter::hyper::serve(listener, service, &limits, std::future::pending()).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// None so far: a connection's failure ends that connection only; the `Result` leaves room
+/// for listener errors.
+pub async fn serve<S, B>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    limits: &RequestLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    super::serve::serve(listener, service, limits, shutdown).await
 }

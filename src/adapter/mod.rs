@@ -39,6 +39,8 @@
 mod body;
 #[cfg(any(feature = "axum", feature = "hyper"))]
 mod http_common;
+#[cfg(any(feature = "axum", feature = "hyper"))]
+mod serve;
 
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
