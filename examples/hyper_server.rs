@@ -15,9 +15,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 async fn route(
     uploads: Uploads,
@@ -40,19 +38,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().init();
     let config = Config::builder("./uploads/.chunks", "./uploads").build();
     let uploads = Uploads::new(config)?;
+    let limits = *uploads.config().request_limits();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
     println!("listening on http://{}/upload", listener.local_addr()?);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let uploads = uploads.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| route(uploads.clone(), request));
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
+    let service = service_fn(move |request| route(uploads.clone(), request));
+    // With the connection limits (a deadline on request heads, their size, the number of
+    // connections): a bare accept loop would keep a silent connection open for ever.
+    adapter::hyper::serve(listener, service, &limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
 }
