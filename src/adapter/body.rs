@@ -487,8 +487,8 @@ impl Collector {
 /// part was streamed under the fields before it.
 ///
 /// # Errors
-/// The error of the request as it now reads, or [`Error::FieldAfterFile`] naming the first
-/// late field the description depends on.
+/// A late field's own error (malformed, say), or [`Error::FieldAfterFile`] naming the first
+/// late field the description depends on when the request now reads differently or not at all.
 fn unchanged(
     uploads: &Uploads,
     request: &RawRequest,
@@ -498,12 +498,17 @@ fn unchanged(
     if late.is_empty() {
         return Ok(());
     }
-    let now = uploads.chunk_info(request)?;
-    if now == *info {
-        return Ok(());
-    }
+    let now = match uploads.chunk_info(request) {
+        Ok(now) if now == *info => return Ok(()),
+        Err(Error::BadRequest { field, reason }) if late.contains(&field) => {
+            return Err(Error::BadRequest { field, reason });
+        }
+        Ok(now) => Some(now),
+        Err(_) => None,
+    };
     let described = |name: &str| {
-        [&info.names, &now.names].iter().any(|n| {
+        std::iter::once(info).chain(now.as_ref()).any(|i| {
+            let n = &i.names;
             [
                 &n.identifier,
                 &n.filename,

@@ -36,8 +36,13 @@ pub fn iterations(normal: u64, long: u64) -> u64 {
 }
 
 /// The example binary cargo built next to this test (`target/<profile>/examples/server`), built
-/// first if it is missing (a `cargo test --test NAME` run).
+/// first if it is missing (a `cargo test --test NAME` run; such a run does not rebuild it when
+/// it is stale: `cargo build --all-features --examples` first). `CHUNKED_UPLOAD_SERVER=PATH`
+/// runs the suites against another build of it (an older commit's, say).
 pub fn example_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHUNKED_UPLOAD_SERVER") {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe
         .parent()
