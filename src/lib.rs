@@ -55,6 +55,9 @@
 //!   half-written, and a crash at any point loses nothing but the chunks in flight.
 //! - Storage paths are hashes of (scope, identifier): no client string reaches a path, and two
 //!   scopes never share an upload.
+//! - What a request can make the server hold is bounded in every part of it (head, part
+//!   headers, fields, body), and every phase has a deadline ([`RequestLimits`]); a form is
+//!   decided once all its fields are read.
 //!
 //! ## Protocols
 //!
@@ -78,9 +81,9 @@
 //! |---|---|
 //! | chunk stored, file assembled, test: chunk present | 200 |
 //! | test: chunk absent ([`Error::NoContent`]) | 204 |
-//! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload | 400 |
+//! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload, a field after the file part that changes the chunk ([`Error::FieldAfterFile`]) | 400 |
 //! | unknown upload ([`Error::NotFound`]) | 404 |
-//! | body stalled or trickling ([`Error::BodyTooSlow`]) | 408 |
+//! | body stalled or trickling ([`Error::BodyTooSlow`]), a deadline missed ([`Error::TimedOut`]) | 408 |
 //! | destination exists and the policy refuses, geometry changed | 409 |
 //! | too large ([`Error::TooLarge`]) | 413 |
 //! | refused for good ([`Error::Refused`]) | 415 |

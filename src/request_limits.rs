@@ -40,12 +40,14 @@ use std::time::Duration;
 ///
 /// # Memory
 ///
-/// A connection that sends a request head holds at most `max_head_bytes` plus the HTTP layer's
-/// read buffer; one that sends a form, at most `max_form_bytes` of fields plus one part's
-/// headers (`max_part_header_bytes`) plus the read buffer; one that streams a chunk, two 64 KiB
-/// batches plus the read buffer. With the defaults that is under 256 KiB per connection
-/// (measured: about 10-40 KiB per hostile connection, `tests/hostile_connections.rs`), so
-/// `max_connections` (1024) connections hold under 256 MiB however they misbehave.
+/// A connection that sends a request head holds at most `max_head_bytes` of it; one that
+/// sends a form, at most `max_form_bytes` of fields plus one part's headers
+/// (`max_part_header_bytes`); one that streams a chunk, two 64 KiB batches; each plus the HTTP
+/// layer's read-ahead (128 KiB in the adapters' serving loops) and its state. Measured with the
+/// defaults (`tests/hostile_connections.rs`, 100 connections at once against the example
+/// server): from 12 KiB per connection (silent) to 222 KiB (fields up to the limit, then
+/// silence), so `max_connections` (1024) connections hold about 230 MiB however they
+/// misbehave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLimits {
     /// Largest request head (request line and headers), in bytes (default 64 KiB). A longer

@@ -340,7 +340,7 @@ async fn receive(state: &UploadState, purpose: Purpose, req: Request) -> Result<
     }
 }
 
-/// Serves `router` like [`axum::serve`], with the connection limits of `limits` that
+/// Serves `router` like [`axum::serve`](https://docs.rs/axum/0.8/axum/fn.serve.html), with the connection limits of `limits` that
 /// `axum::serve` lacks: [`RequestLimits::head_timeout`] (a connection that sends nothing, half
 /// a request head, or stays idle between requests is closed after it),
 /// [`RequestLimits::max_head_bytes`] (431) and [`RequestLimits::max_connections`]. It serves
