@@ -106,7 +106,7 @@ enum FilePart {
     Staged(NamedTempFile),
     /// Streamed into its chunk under the description the fields before it gave: published once
     /// the form is read, if the fields after it change nothing.
-    Received(IncomingChunk, ChunkInfo),
+    Received(Box<IncomingChunk>, ChunkInfo),
     /// Answered without its bytes (a chunk of an upload assembled already), under the
     /// description the fields before it gave.
     Answered(Outcome, ChunkInfo),
@@ -461,7 +461,7 @@ impl Collector {
             Begun::Receiving(chunk) => {
                 let chunk = *chunk;
                 let chunk = pump(&self.uploads, chunk, part).await?;
-                self.file = Some(FilePart::Received(chunk, info));
+                self.file = Some(FilePart::Received(Box::new(chunk), info));
             }
         }
         Ok(())
