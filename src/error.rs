@@ -26,6 +26,18 @@ pub enum Limit {
     PendingBytesPerScope,
     /// The length a tus upload declared (`Upload-Length`): no byte may go beyond it.
     UploadLength,
+    /// [`RequestLimits::max_part_header_bytes`](crate::RequestLimits::max_part_header_bytes):
+    /// the headers of one part of a multipart form.
+    PartHeaders,
+    /// [`RequestLimits::max_part_header_bytes`](crate::RequestLimits::max_part_header_bytes):
+    /// what a multipart body carries before its first boundary.
+    Preamble,
+    /// [`RequestLimits::max_fields`](crate::RequestLimits::max_fields): parts of a multipart
+    /// form, or pairs of a urlencoded one.
+    FormFields,
+    /// [`RequestLimits::max_form_bytes`](crate::RequestLimits::max_form_bytes): the names and
+    /// values of a form's text fields together (a urlencoded body as a whole).
+    FormBytes,
 }
 
 impl Limit {
@@ -39,6 +51,38 @@ impl Limit {
             Limit::UploadsPerScope => "unfinished uploads per scope",
             Limit::PendingBytesPerScope => "bytes stored but not yet assembled per scope",
             Limit::UploadLength => "the upload's end",
+            Limit::PartHeaders => "size of a multipart part's headers",
+            Limit::Preamble => "size of the multipart preamble",
+            Limit::FormFields => "number of form fields",
+            Limit::FormBytes => "size of the form's text fields",
+        }
+    }
+}
+
+/// Which deadline of [`RequestLimits`](crate::RequestLimits) a request missed (see
+/// [`Error::TimedOut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Deadline {
+    /// [`RequestLimits::idle_timeout`](crate::RequestLimits::idle_timeout): the client sent
+    /// nothing for this long while the server waited for the rest of its request.
+    Idle,
+    /// [`RequestLimits::fields_timeout`](crate::RequestLimits::fields_timeout): the form's
+    /// fields (a urlencoded body, or every part header and text field of a multipart one) took
+    /// longer than this to arrive.
+    Fields,
+    /// [`RequestLimits::body_timeout`](crate::RequestLimits::body_timeout): the chunk's bytes
+    /// took longer than this to arrive.
+    Body,
+}
+
+impl Deadline {
+    /// A short human name for messages, e.g. `"idle time"`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Deadline::Idle => "time without a byte from the client",
+            Deadline::Fields => "time to receive the form's fields",
+            Deadline::Body => "time to receive the chunk's body",
         }
     }
 }
@@ -188,11 +232,55 @@ pub enum Error {
         minimum: u64,
     },
 
+    /// The client missed one of the request's deadlines (408; the widget may retry the chunk).
+    #[error("{} is over the limit of {limit:?}", .deadline.describe())]
+    TimedOut {
+        /// Which deadline.
+        deadline: Deadline,
+        /// The configured limit.
+        limit: std::time::Duration,
+    },
+
+    /// A form field arrived after the file part and changes what the fields before it said,
+    /// while the file part was already being stored under their description (400). Send every
+    /// parameter before the file part, as the widgets do.
+    #[error(
+        "{field} came after the file part and changes the chunk the fields before it described; \
+         send every parameter before the file part"
+    )]
+    FieldAfterFile {
+        /// The first late field that the chunk's description depends on.
+        field: String,
+    },
+
     /// The per-upload lock could not be taken in time; the client should retry (503).
     #[error("upload is busy, retry in {retry_after} s")]
     Busy {
         /// Suggested delay in seconds (`Retry-After`).
         retry_after: u64,
+    },
+
+    /// A request without a valid session cookie, when the server cannot derive its session
+    /// safely: it does not know the client's address, without which every cookieless browser
+    /// would share one scope (answered `400`: the widget shows the message; load the
+    /// application's page first, so that the browser has a session cookie).
+    #[error(
+        "the request has no valid {cookie} session cookie, and the server does not know the \
+         client's address to derive one; load this site's page first, then upload"
+    )]
+    NoSession {
+        /// The name of the session cookie.
+        cookie: &'static str,
+    },
+
+    /// A session signing key shorter than the minimum (a configuration error, found when the
+    /// key is made).
+    #[error("the session signing key has {length} bytes; it needs at least {minimum}")]
+    InvalidSigningKey {
+        /// The key's length in bytes.
+        length: usize,
+        /// The least length accepted.
+        minimum: usize,
     },
 
     /// The configured hash-name callback produced a storage key that is not a safe file name.
@@ -461,9 +549,9 @@ impl Error {
     /// | error | status |
     /// |---|---|
     /// | [`NoContent`](Error::NoContent) | 204 (test request: chunk absent) |
-    /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete) | 400 |
+    /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete), [`NoSession`](Error::NoSession), [`FieldAfterFile`](Error::FieldAfterFile) | 400 |
     /// | [`NotFound`](Error::NotFound) | 404 |
-    /// | [`BodyTooSlow`](Error::BodyTooSlow) | 408 |
+    /// | [`BodyTooSlow`](Error::BodyTooSlow), [`TimedOut`](Error::TimedOut) | 408 |
     /// | [`Conflict`](Error::Conflict), [`GeometryMismatch`](Error::GeometryMismatch), [`ContentMismatch`](Error::ContentMismatch), [`Restarted`](Error::Restarted) | 409 |
     /// | [`TooLarge`](Error::TooLarge) | 413 |
     /// | [`Refused`](Error::Refused) | 415 |
@@ -480,13 +568,16 @@ impl Error {
     /// | [`Unsupported`](Error::Unsupported) | 501 |
     /// | [`Busy`](Error::Busy), a transient [`ObjectStore`](Error::ObjectStore) failure | 503 |
     /// | [`Io`](Error::Io) with the disk full | 507 |
-    /// | other [`Io`](Error::Io), [`InvalidStorageKey`](Error::InvalidStorageKey), [`Corrupt`](Error::Corrupt), [`SizeMismatch`](Error::SizeMismatch), [`TaskFailed`](Error::TaskFailed), [`ObjectStore`](Error::ObjectStore) | 500 |
+    /// | other [`Io`](Error::Io), [`InvalidStorageKey`](Error::InvalidStorageKey), [`InvalidSigningKey`](Error::InvalidSigningKey), [`Corrupt`](Error::Corrupt), [`SizeMismatch`](Error::SizeMismatch), [`TaskFailed`](Error::TaskFailed), [`ObjectStore`](Error::ObjectStore) | 500 |
     pub fn status(&self) -> u16 {
         match self {
             Error::NoContent { .. } => 204,
-            Error::BadRequest { .. } | Error::Incomplete { .. } => 400,
+            Error::BadRequest { .. }
+            | Error::Incomplete { .. }
+            | Error::NoSession { .. }
+            | Error::FieldAfterFile { .. } => 400,
             Error::NotFound { .. } => 404,
-            Error::BodyTooSlow { .. } => 408,
+            Error::BodyTooSlow { .. } | Error::TimedOut { .. } => 408,
             Error::UnsupportedVersion { .. } => 412,
             Error::OffsetMismatch { .. } => 409,
             Error::UnsupportedMediaType { .. } => 415,
@@ -519,6 +610,7 @@ impl Error {
             Error::Io { source, .. } if is_storage_full(source) => 507,
             Error::Io { .. }
             | Error::InvalidStorageKey { .. }
+            | Error::InvalidSigningKey { .. }
             | Error::Corrupt { .. }
             | Error::SizeMismatch { .. }
             | Error::TaskFailed { .. }
@@ -544,13 +636,28 @@ impl Error {
                     transient: true,
                     ..
                 }
+                | Error::TimedOut { .. }
         )
     }
 
-    /// The message to show a client: this error's text, except for server-side failures,
-    /// whose text names files of the server (log those; clients get a plain sentence).
+    /// The message to show a client: this error's text, except where that text names files of
+    /// the server (log those; clients get a plain sentence). No client message carries a server
+    /// path: not for server-side failures, and not for [`Conflict`](Error::Conflict), whose
+    /// answer says only that the destination is taken.
+    ///
+    /// # Security
+    /// A `409` for a taken destination tells the client that a file of that name exists where
+    /// its file was to go. When several users share one destination folder, that is a fact
+    /// about another user's files (and so is the ` (1)` name
+    /// [`ConflictPolicy::Rename`](crate::ConflictPolicy::Rename) picks): give each user a folder
+    /// of their own with [`ConfigBuilder::destination`](crate::ConfigBuilder::destination).
     pub fn client_message(&self) -> String {
         match self {
+            Error::Conflict { .. } => {
+                "a file of this name already exists at the destination and is not replaced; \
+                 rename the file and upload it again"
+                    .to_owned()
+            }
             Error::Io { source, .. } if is_storage_full(source) => {
                 "the server's storage is full; retry later".to_owned()
             }
@@ -558,8 +665,8 @@ impl Error {
             Error::InvalidStorageKey { .. } => {
                 "the server's hash-name callback is misconfigured (details in its log)".to_owned()
             }
-            Error::Conflict { .. } => {
-                "a file of this name exists already and may not be replaced".to_owned()
+            Error::InvalidSigningKey { .. } => {
+                "the server's session signing key is misconfigured (details in its log)".to_owned()
             }
             Error::Corrupt { .. } | Error::SizeMismatch { .. } | Error::TaskFailed { .. } => {
                 "the server failed to handle the upload (details in its log)".to_owned()
@@ -705,6 +812,27 @@ mod tests {
                 507,
             ),
             (Error::io("write", "f", io::ErrorKind::Other.into()), 500),
+            (
+                Error::TimedOut {
+                    deadline: Deadline::Fields,
+                    limit: std::time::Duration::from_secs(30),
+                },
+                408,
+            ),
+            (
+                Error::FieldAfterFile {
+                    field: "flowTotalSize".into(),
+                },
+                400,
+            ),
+            (
+                Error::TooLarge {
+                    limit_kind: Limit::PartHeaders,
+                    value: 20_000,
+                    limit: 16_384,
+                },
+                413,
+            ),
         ];
         for (err, status) in cases {
             assert_eq!(err.status(), status, "{err}");
@@ -735,13 +863,50 @@ mod tests {
         let bad = Error::bad("flowChunkNumber", "0 is out of range 1..=3");
         assert_eq!(bad.client_message(), bad.to_string());
         let conflict = Error::Conflict {
-            location: crate::Location::Path("/srv/files/a.txt".into()),
+            location: crate::Location::Path("/srv/secret/files/report.pdf".into()),
         };
-        assert!(!conflict.client_message().contains("/srv"));
+        assert!(
+            conflict.to_string().contains("/srv/secret"),
+            "the log keeps it"
+        );
+        let message = conflict.client_message();
+        assert!(
+            !message.contains("/srv") && !message.contains("report.pdf"),
+            "{message}"
+        );
+        assert_eq!(conflict.status(), 409);
+    }
+
+    #[test]
+    fn bad_values_are_quoted() {
         let quoted = Error::bad_value("flowChunkNumber", "-5", Problem::Negative);
         assert_eq!(
             quoted.to_string(),
             "flowChunkNumber: \"-5\" is negative, expected a non-negative integer"
+        );
+    }
+
+    #[test]
+    fn session_errors_map_to_their_statuses() {
+        let no_session = Error::NoSession {
+            cookie: "cu_session",
+        };
+        assert_eq!(no_session.status(), 400);
+        assert!(!no_session.is_retryable());
+        assert!(
+            no_session
+                .client_message()
+                .contains("load this site's page first")
+        );
+        let key = Error::InvalidSigningKey {
+            length: 3,
+            minimum: 32,
+        };
+        assert_eq!(key.status(), 500);
+        assert!(
+            !key.client_message().contains('3'),
+            "{}",
+            key.client_message()
         );
     }
 
@@ -753,5 +918,14 @@ mod tests {
             limit: 5,
         };
         assert_eq!(e.to_string(), "chunk size 10 is over the limit of 5");
+        let e = Error::TimedOut {
+            deadline: Deadline::Idle,
+            limit: std::time::Duration::from_millis(1500),
+        };
+        assert_eq!(
+            e.to_string(),
+            "time without a byte from the client is over the limit of 1.5s"
+        );
+        assert!(e.is_retryable());
     }
 }

@@ -39,10 +39,14 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` | `adapter::axum`: a ready `Router` and the `UploadChunk` extractor, `tus_router` (axum 0.8) |
-//! | `actix-web` | `adapter::actix`: handlers, a `ServiceConfig` helper, a `ResponseError`, `TusState` (actix-web 4) |
-//! | `hyper` | `adapter::hyper`: an async handler over any `http_body::Body`, `tus`, `UploadService::with_tus` (hyper 1) |
-//! | `conformance` | `conformance`: the HTTP test suite every adapter passes (its tus cases in `conformance::tus`), for your own adapter |
+//! | `axum` | `adapter::axum`: a ready `Router` over a scope extractor, the `UploadChunk` extractor, `SessionScope`, `tus_router` (axum 0.8) |
+//! | `actix-web` | `adapter::actix`: handlers over a scope extractor, a `ServiceConfig` helper, `SessionScope`, a `ResponseError`, `TusState` (actix-web 4) |
+//! | `hyper` | `adapter::hyper`: async handlers over any `http_body::Body` in the scope you decide, `session_scope`, `tus`, `UploadService::with_tus` (hyper 1) |
+//! | `conformance` | `conformance`: the HTTP test suite every adapter passes (its tus cases in `conformance::tus`), and the store suite (`conformance::store`), for your own adapter or store |
+//!
+//! Every adapter feature also brings `adapter::Sessions` (signed session cookies for apps
+//! without accounts; see `adapter::session` for what they can and cannot tell apart) and
+//! `spawn_sweep` (the sweep in the background).
 //!
 //! tus is always part of the core ([`tus`]): its extra dependencies are small and have no
 //! dependencies of their own worth a feature (`base64`, `md-5` and `sha2` beside the `sha1`
@@ -50,16 +54,30 @@
 //!
 //! ## Guarantees
 //!
-//! - A chunk counts as present only once fully written (staging file, then rename); duplicates
-//!   replace it atomically.
+//! - A chunk counts as present only once all its bytes are stored: the [`LocalStore`] writes it
+//!   at its offset in the upload's data file and records it in a ledger afterwards. A chunk
+//!   sent again is compared with the stored bytes: the same bytes change nothing, others are
+//!   refused ([`Error::ContentMismatch`]), never mixed in.
 //! - Completion is "every chunk present and the sizes add up", checked in O(1) amortized per
-//!   chunk through a per-upload ledger, not by listing the chunks on every request.
+//!   chunk through the ledger, not by listing the chunks on every request.
 //! - Assembly happens once, under a per-upload lock (`std::fs::File::lock`, which holds across
-//!   processes sharing the temp dir). The destination is written as a hidden file beside it,
-//!   synced, then published by a no-clobber link or an atomic replace: it is never visible
-//!   half-written, and a crash at any point loses nothing but the chunks in flight.
-//! - Storage paths are hashes of (scope, identifier): no client string reaches a path, and two
-//!   scopes never share an upload.
+//!   processes sharing the temp dir). The data file is synced and published by a no-clobber
+//!   hard link (or, with [`ConflictPolicy::Overwrite`], an atomic rename over the destination):
+//!   no byte is copied, it is never visible half-written, and a crash at any point loses
+//!   nothing but the chunks in flight.
+//! - Storage paths are hashes of (scope, identifier): no client string reaches a path, two
+//!   scopes never share an upload, and no symlink in the temp dir is ever followed.
+//!
+//! - What a request can make the server hold is bounded in every part of it (head, part
+//!   headers, fields, body), and every phase has a deadline ([`RequestLimits`]); a form is
+//!   decided once all its fields are read.
+//!
+//! ## Choosing a store
+//!
+//! | store | when |
+//! |---|---|
+//! | [`LocalStore`] ([`Config::builder`]) | one server, or several processes sharing one local filesystem with the destination (the default; fastest: nothing is copied) |
+//! | your own [`Store`] ([`Config::builder_with_store`]) | anything else; prove it with the `conformance` feature's `conformance::store` suite |
 //!
 //! ## Protocols
 //!
@@ -95,9 +113,11 @@
 //! |---|---|
 //! | chunk stored, file assembled, test: chunk present | 200 |
 //! | test: chunk absent ([`Error::NoContent`]) | 204 |
-//! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload | 400 |
+//! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload, a field after the file part that changes the chunk ([`Error::FieldAfterFile`]) | 400 |
+//! | no valid session cookie and no client address to derive one ([`Error::NoSession`]) | 400 |
+//! | refused by the adapter's scope extractor (not signed in, say) | the extractor's, e.g. 401 |
 //! | unknown upload ([`Error::NotFound`]) | 404 |
-//! | body stalled or trickling ([`Error::BodyTooSlow`]) | 408 |
+//! | body stalled or trickling ([`Error::BodyTooSlow`]), a deadline missed ([`Error::TimedOut`]) | 408 |
 //! | destination exists and the policy refuses, geometry changed | 409 |
 //! | too large ([`Error::TooLarge`]) | 413 |
 //! | refused for good ([`Error::Refused`]) | 415 |
@@ -108,7 +128,10 @@
 //! | tus: expired ([`Error::Expired`]) | 410 |
 //! | tus: checksum mismatch ([`Error::ChecksumMismatch`]) | 460 |
 //!
-//! [`Error::status`] is the one mapping; the table in its docs is complete.
+//! [`Error::status`] is the one mapping; the table in its docs is complete. Error bodies are
+//! `{"success": false, "error": message, "preventRetry": bool}` ([`Reply::error`]): the message
+//! is [`Error::client_message`], which names no server path and nothing of another scope's
+//! files; `preventRetry` (read by Fine Uploader) is `!`[`Error::is_retryable`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -126,9 +149,11 @@ mod error;
 mod expiry;
 mod limits;
 mod merge;
+mod multipart_guard;
 mod progress;
 mod quota;
 mod request;
+mod request_limits;
 mod response;
 mod sanitize;
 mod save;
@@ -144,11 +169,13 @@ pub use config::{
     default_hash_name,
 };
 pub use dialect::{Dialect, Dialects, Dropzone, FineUploader, Flow, Plupload, Resumable};
-pub use error::{Error, Limit, Problem, Result};
+pub use error::{Deadline, Error, Limit, Problem, Result};
 pub use expiry::SweepReport;
 pub use limits::Limits;
+pub use multipart_guard::{MAX_BOUNDARY_LEN, MultipartGuard};
 pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
 pub use request::{ChunkBody, ChunkRequest, MAX_PARAM_LEN, Params, RawRequest, RequestKind};
+pub use request_limits::RequestLimits;
 pub use response::Reply;
 pub use sanitize::{sanitize_filename, sanitize_relative_path};
 pub use save::{Begun, FORM_OVERHEAD, IncomingChunk, Outcome, Uploads};

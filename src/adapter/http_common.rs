@@ -1,12 +1,17 @@
 //! The `http` crate's types, shared by the adapters built on them (axum and hyper): reading a
-//! request head, writing a [`Reply`] as a response.
+//! request head, deciding its session, writing a [`Reply`] as a response.
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use std::net::IpAddr;
+
+use http::header::{
+    ACCEPT_LANGUAGE, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE, USER_AGENT,
+};
 use http::request::Parts;
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::body::Head;
-use crate::Reply;
+use super::{Scope, SessionRequest, Sessions};
+use crate::{Reply, Result};
 
 /// What the collector needs from a request head.
 pub(crate) fn head(parts: &Parts) -> Head<'_> {
@@ -42,25 +47,54 @@ pub(crate) fn response<B: From<String>>(reply: Reply) -> Response<B> {
     response
 }
 
+/// The session scope of a request to an upload route ([`Sessions::scope`]), from its headers and
+/// the client's address.
+pub(crate) fn session_scope(
+    sessions: &Sessions,
+    headers: &HeaderMap,
+    address: Option<IpAddr>,
+) -> Result<Scope> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let request = SessionRequest {
+        cookies: headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect(),
+        address,
+        user_agent: text(USER_AGENT),
+        accept_language: text(ACCEPT_LANGUAGE),
+    };
+    sessions.scope(&request)
+}
+
 /// The tus request of a request head: its method, the mount and id from the full path and the
 /// path within the mount, every header (the core keeps those tus reads), the scope.
 pub(crate) fn tus_request(
     parts: &Parts,
     full_path: &str,
     within_mount: &str,
-    scope: String,
+    scope: &Scope,
 ) -> crate::tus::TusRequest {
     let mut request =
         crate::tus::TusRequest::from_paths(parts.method.as_str(), full_path, within_mount)
-            .with_scope(scope);
+            .with_scope(scope.value());
     for (name, value) in &parts.headers {
         request.header(name.as_str(), value.as_bytes());
     }
     request
 }
 
-/// The response for a tus reply: its status, every header, its body.
-pub(crate) fn tus_response<B: From<String>>(reply: crate::tus::TusReply) -> Response<B> {
+/// The response for a tus reply: its status, every header, its body, and the scope's session
+/// cookie, if new.
+pub(crate) fn tus_response<B: From<String>>(
+    reply: crate::tus::TusReply,
+    scope: Option<&Scope>,
+) -> Response<B> {
     let (status, headers, body) = reply.into_parts();
     let mut response = Response::new(B::from(body));
     *response.status_mut() =
@@ -69,6 +103,16 @@ pub(crate) fn tus_response<B: From<String>>(reply: crate::tus::TusReply) -> Resp
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().append(name, value);
         }
+    }
+    set_cookie(response, scope)
+}
+
+/// Adds the scope's `Set-Cookie`, if it has one, to a response.
+pub(crate) fn set_cookie<B>(mut response: Response<B>, scope: Option<&Scope>) -> Response<B> {
+    if let Some(cookie) = scope.and_then(Scope::set_cookie)
+        && let Ok(value) = HeaderValue::from_str(cookie)
+    {
+        response.headers_mut().append(SET_COOKIE, value);
     }
     response
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
-use super::body::{Cut, Sink, blocking, pump};
+use super::body::{Cut, Sink, blocking, pump_keeping, watched};
 use crate::tus::{
     Protocol, RELEASE_POLL, ReleaseWatch, Tus, TusAppend, TusBegun, TusReply, TusRequest,
 };
@@ -37,9 +37,9 @@ where
             let append = *append;
             let watch = append.release_watch();
             let identifier = append.id().to_owned();
-            let body = until_released(body, watch, identifier);
-            let mut received = 0;
-            match pump(tus.uploads(), append, body, &mut received, u64::MAX).await {
+            let idle = tus.uploads().config().request_limits().idle_timeout;
+            let body = watched(until_released(body, watch, identifier), idle);
+            match pump_keeping(tus.uploads(), append, body).await {
                 Ok(append) => blocking(move || Ok(append.finish()))
                     .await
                     .unwrap_or_else(failed),

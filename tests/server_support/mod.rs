@@ -17,10 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chunked_upload::adapter::{SessionKey, SessionRequest, Sessions};
+
 use crate::common::FlowFile;
 
 /// The name of the example server's session cookie (its value is the upload scope).
 pub const SESSION_COOKIE: &str = "cu_session";
+
+/// The key the test servers sign sessions with (`--signing-key`), unless a test says otherwise.
+pub const SIGNING_KEY: &str = "server-tests-signing-key-0123456789abcdef";
 
 /// Generous, for a loaded 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -36,8 +41,13 @@ pub fn iterations(normal: u64, long: u64) -> u64 {
 }
 
 /// The example binary cargo built next to this test (`target/<profile>/examples/server`), built
-/// first if it is missing (a `cargo test --test NAME` run).
+/// first if it is missing (a `cargo test --test NAME` run; such a run does not rebuild it when
+/// it is stale: `cargo build --all-features --examples` first). `CHUNKED_UPLOAD_SERVER=PATH`
+/// runs the suites against another build of it (an older commit's, say).
 pub fn example_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHUNKED_UPLOAD_SERVER") {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe
         .parent()
@@ -79,6 +89,8 @@ pub struct Options {
     /// A file-size rlimit in bytes (`ulimit -f`, with SIGXFSZ ignored so writes past it fail
     /// with `EFBIG`). A multiple of 512.
     pub file_size_limit: Option<u64>,
+    /// `--signing-key` ([`SIGNING_KEY`] by default); `None`: the server generates one.
+    pub signing_key: Option<String>,
 }
 
 impl Options {
@@ -87,7 +99,13 @@ impl Options {
             dir: dir.to_path_buf(),
             args: Vec::new(),
             file_size_limit: None,
+            signing_key: Some(SIGNING_KEY.to_owned()),
         }
+    }
+
+    pub fn signing_key(mut self, key: Option<&str>) -> Options {
+        self.signing_key = key.map(str::to_owned);
+        self
     }
 
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Options {
@@ -139,6 +157,13 @@ impl Server {
             .arg("--dir")
             .arg(&options.dir)
             .args(&options.args)
+            .args(
+                options
+                    .signing_key
+                    .iter()
+                    .flat_map(|key| ["--signing-key", key.as_str()]),
+            )
+            .env_remove("CHUNKED_UPLOAD_SIGNING_KEY")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -214,15 +239,24 @@ impl Drop for Server {
     }
 }
 
-/// A new session: 128 random bits in hex, as the example server makes them.
-pub fn new_session() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("random bytes");
-    hex(&bytes)
+/// The sessions of the test servers ([`SIGNING_KEY`]).
+pub fn sessions() -> Sessions {
+    Sessions::new(SessionKey::new(SIGNING_KEY).expect("a key"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A new session cookie value, as the example server signs them with [`SIGNING_KEY`] (what a
+/// browser has after loading the page).
+pub fn new_session() -> String {
+    let scope = sessions().page_scope(&SessionRequest::default());
+    let set_cookie = scope.set_cookie().expect("a new session's cookie");
+    session_of_set_cookie(set_cookie).expect("a session cookie")
+}
+
+/// The value of the `cu_session` cookie a `Set-Cookie` header sets.
+pub fn session_of_set_cookie(set_cookie: &str) -> Option<String> {
+    let pair = set_cookie.split(';').next()?;
+    pair.strip_prefix(&format!("{SESSION_COOKIE}="))
+        .map(str::to_owned)
 }
 
 /// The `Cookie` header value for a session.
@@ -258,6 +292,14 @@ impl Answer {
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self}"))
+    }
+
+    /// The `cu_session` value the answer's `Set-Cookie` sets, if it sets one.
+    pub fn session(&self) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+            .find_map(|(_, value)| session_of_set_cookie(value))
     }
 
     /// The JSON `error` member, or "" if there is none.
@@ -383,8 +425,9 @@ impl Request {
     }
 }
 
-/// Reads a whole HTTP/1.1 response from a connection the server closes after it.
-fn read_answer(mut stream: TcpStream) -> std::io::Result<Answer> {
+/// Reads a whole HTTP/1.1 response from a connection the server closes after it; `Err` when
+/// the connection ends (closed or reset) before a whole answer arrives.
+pub fn read_answer(mut stream: TcpStream) -> std::io::Result<Answer> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     let mut parsed = None;
@@ -519,6 +562,72 @@ impl SlowSend {
     }
 }
 
+/// What became of bytes sent slowly: the answer (or how the connection ended without one) and
+/// the time from connecting to that.
+#[derive(Debug)]
+pub struct Sent {
+    pub answer: std::io::Result<Answer>,
+    pub elapsed: Duration,
+}
+
+impl Sent {
+    /// The status of the answer, or `None` when the server closed the connection without one.
+    pub fn status(&self) -> Option<u16> {
+        self.answer.as_ref().ok().map(|a| a.status)
+    }
+}
+
+/// How [`send_slowly`] sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Bytes sent at once first.
+    pub first: usize,
+    /// Then pieces of this many bytes...
+    pub piece: usize,
+    /// ... with this pause after each ...
+    pub pause: Duration,
+    /// ... until this many bytes are sent in all; then the client falls silent.
+    pub stop_after: usize,
+}
+
+/// Connects, writes `bytes` at `pace`, and reads whatever the server answers meanwhile: its
+/// answer, or the end of the connection. Writing goes on on a thread of its own and stops
+/// when the server closes the connection.
+pub fn send_slowly(addr: SocketAddr, bytes: Vec<u8>, pace: Pace) -> Sent {
+    let started = Instant::now();
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut writer = stream.try_clone().expect("a second handle");
+    let writing = thread::spawn(move || {
+        let bytes = &bytes[..pace.stop_after.min(bytes.len())];
+        let (first, rest) = bytes.split_at(pace.first.min(bytes.len()));
+        if writer.write_all(first).is_err() {
+            return;
+        }
+        for piece in rest.chunks(pace.piece.max(1)) {
+            if writer.write_all(piece).is_err() {
+                return;
+            }
+            thread::sleep(pace.pause);
+        }
+    });
+    let answer = read_answer(stream);
+    let elapsed = started.elapsed();
+    drop(writing);
+    Sent { answer, elapsed }
+}
+
+/// The `VmRSS` (resident now) or `VmHWM` (peak resident) of a process, in KiB.
+pub fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // flow.js requests.
 
@@ -612,6 +721,20 @@ pub fn multipart(
         file_part(&mut body);
     }
     body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// A `multipart/form-data` body with text fields before the file part and more after it.
+pub fn multipart_around(
+    before: &[(String, Vec<u8>)],
+    file: (&str, &str, &[u8]),
+    after: &[(String, Vec<u8>)],
+) -> Vec<u8> {
+    let mut body = multipart(before, Some(file), false);
+    // Drop the closing delimiter, add the late fields, close again.
+    body.truncate(body.len() - format!("--{BOUNDARY}--\r\n").len());
+    let mut rest = multipart(after, None, false);
+    body.append(&mut rest);
     body
 }
 
