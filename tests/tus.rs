@@ -103,7 +103,11 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn appends_of_every_size_are_stored_in_place_and_published_without_a_copy() {
-    let f = fixture(|c| c);
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let hook = Arc::clone(&published);
+    let f = fixture(move |c| {
+        c.on_assembled(move |file| hook.lock().unwrap().push(file.upload.identifier.clone()))
+    });
     let bytes = data(1 << 20, 7);
     let id = create(&f.tus, "s", bytes.len() as u64, "appends.bin");
     // Appends of 0, 1, odd, a batch, and the rest; the offset moves by each.
@@ -130,9 +134,9 @@ fn appends_of_every_size_are_stored_in_place_and_published_without_a_copy() {
     let file = last
         .assembled()
         .expect("the last append publishes the file");
-    let published = file.path().unwrap().to_path_buf();
-    assert_eq!(published, f.files.join("appends.bin"));
-    assert!(std::fs::read(&published).unwrap() == bytes);
+    let path = file.path().unwrap().to_path_buf();
+    assert_eq!(path, f.files.join("appends.bin"));
+    assert!(std::fs::read(&path).unwrap() == bytes);
     assert_eq!(file.upload.metadata["filename"], "appends.bin");
     assert_eq!(file.upload.concat, Concat::Whole);
     // Exactly once: a retried last append publishes nothing more.
@@ -140,6 +144,8 @@ fn appends_of_every_size_are_stored_in_place_and_published_without_a_copy() {
     assert_eq!(again.status(), 204);
     assert!(again.assembled().is_none());
     assert_eq!(std::fs::read_dir(&f.files).unwrap().count(), 1);
+    // The same on_assembled hook as the widgets', once.
+    assert_eq!(*published.lock().unwrap(), vec![id.clone()]);
     // The data file was published by a link: nothing of the upload's bytes is left in temp.
     let left: u64 = walk(&f.temp).iter().map(|m| m.len()).sum();
     assert!(left < 64 * 1024, "{left} bytes left in the temp dir");
