@@ -29,6 +29,12 @@
 //! (default 3), the contenders of a round interleaved. `BENCH_ASSEMBLY_MIB` sets the size of 3
 //! (default 1024), `BENCH_DIR` the working directory (default `target/bench-core`, on the
 //! filesystem of the build).
+//!
+//! Every measurement starts after a `sync` and a pause of `BENCH_SETTLE_SECS` (default 6): on
+//! ext4 without a journal, creating a file skips every inode freed in the last 5 s (300 s while
+//! the inode table block is still dirty), so the files the previous measurement created and
+//! deleted would otherwise make the next one's creates slower. The header says which
+//! filesystem the working directory is on.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -191,6 +197,45 @@ fn big_file(base: &Path, mib: u64, settle: bool, round: u32) -> (f64, f64) {
     (t.assembling.as_secs_f64(), fsync)
 }
 
+/// `sync`, then the settle pause (see the crate docs above): each measurement starts from the
+/// same state of the filesystem.
+fn settle(secs: u64) {
+    sync_everything();
+    std::thread::sleep(Duration::from_secs(secs));
+}
+
+/// The filesystem type of `dir` and, for ext4, whether it has a journal.
+fn filesystem(dir: &Path) -> String {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return "?".into();
+    };
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let Some((_, device, fstype)) = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (device, point, fstype) = (f.next()?, f.next()?, f.next()?);
+            dir.starts_with(point)
+                .then(|| (point.len(), device, fstype))
+        })
+        .max_by_key(|(len, _, _)| *len)
+    else {
+        return "?".into();
+    };
+    let journal = if fstype == "ext4" {
+        let dev = device.trim_start_matches("/dev/");
+        let has = fs::read_dir("/proc/fs/jbd2").is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(dev))
+        });
+        if has { " (journal)" } else { " (no journal)" }
+    } else {
+        ""
+    };
+    format!("{} = {fstype} on {device}{journal}", dir.display())
+}
+
 /// `sync(2)`: every dirty page of the machine written back, so that a contender does not pay
 /// for what came before it.
 fn sync_everything() {
@@ -228,13 +273,15 @@ fn main() {
     };
     let mib = env("BENCH_ASSEMBLY_MIB", 1024);
     let rounds = env("BENCH_ROUNDS", 3).max(1) as u32;
-    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let pause = env("BENCH_SETTLE_SECS", 6);
+    let load = || {
+        let l = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    };
     println!(
-        "core benchmarks: {rounds} round(s), median shown; load average at start {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "core benchmarks: {rounds} round(s), median shown; {}; load average at start {}",
+        filesystem(&base),
+        load()
     );
 
     // 1 and 2 share their runs: the 100-chunk files give both the per-chunk cost and the
@@ -245,12 +292,17 @@ fn main() {
     let (mut asm_100, mut asm_20k) = (Vec::new(), Vec::new());
     let (mut settled_100, mut settled_20k) = (Vec::new(), Vec::new());
     for round in 0..rounds {
+        settle(pause);
         let (per, asm) = small_files(&base, 100, FILES_100, false, round);
         per_100.push(per);
         asm_100.extend(asm);
+        settle(pause);
         per_100k.push(small_files(&base, 100_000, 1, false, round).0);
+        settle(pause);
         asm_20k.extend(small_files(&base, 20_000, FILES_20K, false, round).1);
+        settle(pause);
         settled_100.extend(small_files(&base, 100, 50, true, round).1);
+        settle(pause);
         settled_20k.extend(small_files(&base, 20_000, FILES_20K, true, round).1);
     }
     let (p100, p100k) = (median(per_100.clone()), median(per_100k.clone()));
@@ -316,9 +368,11 @@ fn main() {
     );
     let (mut ours, mut fsyncs, mut ours_settled) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
+        settle(pause);
         let (asm, fsync) = big_file(&base, mib, false, round);
         ours.push(asm);
         fsyncs.push(fsync);
+        settle(pause);
         ours_settled.push(big_file(&base, mib, true, round).0);
     }
     let (o, f, os) = (
@@ -348,4 +402,5 @@ fn main() {
         "   assembling request, data file synced first       : {os:>7.3} s (rounds {})",
         secs(&ours_settled)
     );
+    println!("   (load average at the end {})", load());
 }
