@@ -216,7 +216,7 @@ fn filesystem(dir: &Path) -> String {
             let mut f = l.split_whitespace();
             let (device, point, fstype) = (f.next()?, f.next()?, f.next()?);
             dir.starts_with(point)
-                .then(|| (point.len(), device, fstype))
+                .then_some((point.len(), device, fstype))
         })
         .max_by_key(|(len, _, _)| *len)
     else {

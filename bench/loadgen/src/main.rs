@@ -1041,7 +1041,22 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                 };
                 cells.extend([format!("<= {:.2}x nginx", a.nginx_bar), verdict]);
                 rows.push(Row { cells });
-                notes.push(flow_note("chunked-upload", &m, spread));
+                let mut note = flow_note("chunked-upload", &m, spread);
+                // Runs are interleaved: run i of ours against run i of nginx, which saw about
+                // the same load.
+                if let Some((_, n)) = results.iter().find(|(k, _)| *k == Scenario::Nginx)
+                    && n.runs.len() == r.runs.len()
+                    && r.runs.len() > 1
+                {
+                    let ratios: Vec<String> = r
+                        .runs
+                        .iter()
+                        .zip(&n.runs)
+                        .map(|(o, n)| format!("{:.2}x", o.seconds / n.seconds))
+                        .collect();
+                    note.push_str(&format!("; run by run vs nginx {}", ratios.join(", ")));
+                }
+                notes.push(note);
             }
             Scenario::Python => {
                 let name = "python flowjs 0.1.1 (peer)";
