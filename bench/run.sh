@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end upload benchmark in one command: installs the Python peer (flowjs 0.1.1 and
-# Tornado, in bench/.venv), builds the example server (release) and the load generator, and runs
-# the load generator with this script's arguments.
+# Tornado, in bench/.venv) and nginx with the WebDAV module (Debian's nginx-light, when missing),
+# builds the example server (release) and the load generator, and runs the load generator with
+# this script's arguments.
 #
 #   bench/run.sh                 # full run: 1 GiB, 1 MiB chunks, 3 in flight, every scenario
 #   bench/run.sh --quick         # smoke run: 64 MiB
@@ -56,7 +57,38 @@ if [ ! -e "$(dirname "$python_bin")/python3" ]; then
     set -- --python "$python_bin" "$@"
 fi
 
-# --- 2. The example server (release) -----------------------------------------------------------
+# --- 2. nginx with the WebDAV module (the floor of the throughput bar) --------------------------
+# Debian's nginx-light is built --with-http_dav_module. Installed when missing (as root, with
+# apt-get); without it the nginx scenario reports NOT RUN and the others still run.
+nginx_given=false
+for arg in "$@"; do
+    case "$arg" in --nginx|--nginx=*) nginx_given=true ;; esac
+done
+nginx_has_dav() { "$1" -V 2>&1 | grep -q -- '--with-http_dav_module'; }
+if ! $nginx_given; then
+    nginx_bin="$(command -v nginx || true)"
+    [ -z "$nginx_bin" ] && [ -x /usr/sbin/nginx ] && nginx_bin=/usr/sbin/nginx
+    if [ -z "$nginx_bin" ] || ! nginx_has_dav "$nginx_bin"; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            say "installing nginx-light (nginx with the WebDAV module)"
+            # loadgen runs its own nginx (own prefix and config, a free loopback port); a
+            # service the package may start is not used.
+            DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light >/dev/null 2>&1 \
+                || { apt-get update >/dev/null \
+                     && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light >/dev/null; } \
+                || say "could not install nginx-light; the nginx scenario will not run"
+            nginx_bin="$(command -v nginx || true)"
+            [ -z "$nginx_bin" ] && [ -x /usr/sbin/nginx ] && nginx_bin=/usr/sbin/nginx
+        else
+            say "nginx with the WebDAV module is missing (apt-get install nginx-light as root)"
+        fi
+    fi
+    if [ -n "$nginx_bin" ]; then
+        set -- --nginx "$nginx_bin" "$@"
+    fi
+fi
+
+# --- 3. The example server (release) -----------------------------------------------------------
 server_given=false
 for arg in "$@"; do
     case "$arg" in --server|--server=*) server_given=true ;; esac
@@ -69,10 +101,10 @@ if ! $server_given; then
     set -- --server "$target/release/examples/server" "$@"
 fi
 
-# --- 3. The load generator ---------------------------------------------------------------------
+# --- 4. The load generator ---------------------------------------------------------------------
 say "building the load generator"
 env -u CARGO_TARGET_DIR cargo build --quiet --release \
     --manifest-path "$here/loadgen/Cargo.toml" --target-dir "$here/loadgen/target"
 
-# --- 4. Run -------------------------------------------------------------------------------------
+# --- 5. Run -------------------------------------------------------------------------------------
 exec "$here/loadgen/target/release/loadgen" "$@"

@@ -282,7 +282,7 @@ fn multipart_frame(params: &[(&str, String)], filename: &str) -> (Bytes, Bytes) 
 }
 
 /// Reads `len` bytes of `file` from `start`, `PIECE` at a time (off the async threads).
-fn file_slice(
+pub fn file_slice(
     file: Arc<File>,
     start: u64,
     len: u64,

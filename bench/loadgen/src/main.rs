@@ -1,10 +1,10 @@
 //! End-to-end upload throughput and memory of chunked-upload's example server, side by side
-//! with a plain single-request upload (the floor) and the Python `flowjs` 0.1.1 peer, in one
-//! run. See bench/README.md.
+//! with nginx's WebDAV PUT plus an fsync (the floor), a plain single-request upload to a small
+//! hyper server, and the Python `flowjs` 0.1.1 peer, in one run. See bench/README.md.
 //!
 //! ```text
 //! loadgen [--quick] [--size 1GiB] [--chunk-size 1MiB] [--concurrency 3]
-//!         [--scenarios plain,chunked,python,memory] [--server PATH] ...
+//!         [--scenarios nginx,chunked,python,memory] [--server PATH] [--nginx PATH] ...
 //! loadgen plain-server --addr 127.0.0.1:0 --dir DIR     (the baseline server; started by loadgen)
 //! ```
 //!
@@ -15,6 +15,7 @@
 mod client;
 mod data;
 mod fsprobe;
+mod nginx;
 mod plain;
 mod procs;
 
@@ -39,7 +40,7 @@ const FILENAME: &str = "bench.bin";
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Upload throughput and memory of chunked-upload vs a plain single-request upload and Python flowjs",
+    about = "Upload throughput and memory of chunked-upload vs nginx's WebDAV PUT + fsync, a plain single-request upload and Python flowjs",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -73,11 +74,11 @@ struct RunArgs {
     /// Chunk requests in flight at once.
     #[arg(long, default_value_t = 3)]
     concurrency: usize,
-    /// Scenarios to run, comma-separated: plain, chunked, tus, python, memory.
+    /// Scenarios to run, comma-separated: nginx, plain, chunked, tus, python, memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "plain,chunked,tus,python,memory"
+        default_value = "nginx,plain,chunked,tus,python,memory"
     )]
     scenarios: Vec<String>,
     /// Size of each tus PATCH (tus-js-client's chunkSize) in the tus scenario.
@@ -125,14 +126,18 @@ struct RunArgs {
     /// Memory bar: the server's peak RSS must stay under this.
     #[arg(long, value_parser = parse_size, default_value = "64MiB")]
     mem_limit: u64,
-    /// Throughput bar: chunked time / plain time at most this.
-    #[arg(long, default_value_t = 1.5)]
-    plain_bar: f64,
+    /// Throughput bar (the headline): chunked time / (nginx PUT + fsync) time at most this.
+    #[arg(long, default_value_t = 1.3)]
+    nginx_bar: f64,
+    /// The nginx binary (needs the DAV module: Debian's nginx-light) [default: nginx from
+    /// PATH, else /usr/sbin/nginx].
+    #[arg(long)]
+    nginx: Option<PathBuf>,
     /// Peer bar ("well ahead"): python flowjs time / our time at least this.
     #[arg(long, default_value_t = 2.0)]
     peer_bar: f64,
-    /// Attach a profiler to our server during the timed upload of the chunked and memory
-    /// scenarios: a shell command where {pid} is the server's pid, e.g.
+    /// Attach a profiler to the server during the timed upload of the chunked, memory and
+    /// nginx scenarios: a shell command where {pid} is the server's pid, e.g.
     /// 'strace -c -f -o /tmp/strace.txt -p {pid}' or 'perf record -g -o /tmp/perf.data -p {pid}'.
     /// It gets SIGINT when the upload is done.
     #[arg(long, value_name = "CMD")]
@@ -185,6 +190,7 @@ mod tests {
     fn scenario_names() {
         assert_eq!(Scenario::parse("chunked-upload"), Ok(Scenario::Chunked));
         assert_eq!(Scenario::parse("flowjs"), Ok(Scenario::Python));
+        assert_eq!(Scenario::parse("nginx"), Ok(Scenario::Nginx));
         assert_eq!(Scenario::parse("tus"), Ok(Scenario::Tus));
         assert!(Scenario::parse("ftp").is_err());
     }
@@ -192,6 +198,7 @@ mod tests {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Scenario {
+    Nginx,
     Plain,
     Chunked,
     Tus,
@@ -202,13 +209,14 @@ enum Scenario {
 impl Scenario {
     fn parse(name: &str) -> Result<Scenario, String> {
         match name.trim().to_ascii_lowercase().as_str() {
-            "plain" | "baseline" => Ok(Scenario::Plain),
+            "nginx" | "nginx-put" | "webdav" => Ok(Scenario::Nginx),
+            "plain" | "plain-server" | "baseline" => Ok(Scenario::Plain),
             "chunked" | "chunked-upload" | "ours" | "flow" => Ok(Scenario::Chunked),
             "tus" => Ok(Scenario::Tus),
             "python" | "flowjs" | "python-flowjs" => Ok(Scenario::Python),
             "memory" | "mem" => Ok(Scenario::Memory),
             other => Err(format!(
-                "unknown scenario {other:?} (plain, chunked, tus, python, memory)"
+                "unknown scenario {other:?} (nginx, plain, chunked, tus, python, memory)"
             )),
         }
     }
@@ -232,7 +240,8 @@ struct Measure {
     final_request: f64,
     chunk_p50: f64,
     chunk_max: f64,
-    /// Plain: the server's seconds receiving and writing, and in fsync.
+    /// Plain: the server's seconds receiving and writing, and in fsync. Nginx: the PUT (until
+    /// its answer), and the fsync of the stored file after it.
     plain_write: f64,
     plain_fsync: f64,
 }
@@ -286,6 +295,8 @@ struct Ctx {
     fs_note: String,
     /// Load averages (1 min) seen at the start and end of each timed scenario.
     loads: Vec<f64>,
+    /// The nginx binary and its version line, once the nginx scenario has checked it.
+    nginx: Option<(PathBuf, String)>,
 }
 
 fn main() -> ExitCode {
@@ -378,6 +389,7 @@ fn run(args: RunArgs) -> io::Result<ExitCode> {
         peer_versions: None,
         fs_note: fsprobe::describe(&run_dir),
         loads: Vec::new(),
+        nginx: None,
     };
 
     let mut results: Vec<(Scenario, Results)> =
@@ -396,6 +408,7 @@ fn run(args: RunArgs) -> io::Result<ExitCode> {
             );
             ctx.loads.push(fsprobe::load_average());
             let outcome = match scenario {
+                Scenario::Nginx => run_nginx(&mut ctx, rep),
                 Scenario::Plain => run_plain(&ctx, rep),
                 Scenario::Chunked => run_chunked(&ctx, rep),
                 Scenario::Tus => run_tus(&ctx, rep),
@@ -467,6 +480,79 @@ fn verify(path: &Path, sha: &str, size: u64) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+fn run_nginx(ctx: &mut Ctx, rep: usize) -> Result<Measure, Failure> {
+    if ctx.nginx.is_none() {
+        let binary = nginx::binary(ctx.args.nginx.as_deref());
+        let (version, dav) = nginx::version(&binary).map_err(setup("nginx"))?;
+        if !dav {
+            return Err(Failure::Setup(format!(
+                "{} ({version}) has no --with-http_dav_module; install Debian's nginx-light",
+                binary.display()
+            )));
+        }
+        ctx.nginx = Some((binary, version));
+    }
+    let (binary, version) = ctx.nginx.clone().expect("checked above");
+    let prefix = ctx.run_dir.join(format!("nginx-{rep}"));
+    let server = nginx::start(
+        &binary,
+        &prefix,
+        &ctx.run_dir.join(format!("nginx-{rep}.log")),
+        &version,
+    )
+    .map_err(setup("start nginx"))?;
+    let stored = prefix.join("files").join(FILENAME);
+    let client = client::client();
+    let url = format!("{}/{FILENAME}", server.base);
+    let (cpu0, self0, idle) = (
+        server.cpu_seconds(),
+        procs::self_cpu_seconds(),
+        server.rss(),
+    );
+    let attached = match &ctx.args.attach {
+        Some(cmd) => Some(procs::Attached::start(cmd, server.pid).map_err(setup("--attach"))?),
+        None => None,
+    };
+    let sampler = server.sample_rss();
+    let outcome = ctx.runtime.block_on(nginx::put_and_fsync(
+        &client,
+        &url,
+        ctx.data.clone(),
+        ctx.size,
+        &stored,
+    ));
+    let sampled = sampler.finish();
+    if let Some(attached) = attached {
+        attached.stop();
+    }
+    let m = Measure {
+        bytes: ctx.size,
+        peak_rss: server.peak_rss().max(sampled.max_rss),
+        idle_rss: idle,
+        max_threads: sampled.max_threads,
+        server_cpu: server.cpu_seconds() - cpu0,
+        client_cpu: procs::self_cpu_seconds() - self0,
+        requests: 1,
+        ..Measure::default()
+    };
+    drop(server);
+    let outcome = outcome.map_err(broken("nginx PUT"))?;
+    if outcome.status != 201 {
+        return Err(Failure::Correctness(format!(
+            "nginx answered the PUT of a new file {}, not 201 Created",
+            outcome.status
+        )));
+    }
+    verify(&stored, &ctx.data_sha, ctx.size)?;
+    let _ = fs::remove_dir_all(&prefix);
+    Ok(Measure {
+        seconds: (outcome.put + outcome.fsync).as_secs_f64(),
+        plain_write: outcome.put.as_secs_f64(),
+        plain_fsync: outcome.fsync.as_secs_f64(),
+        ..m
+    })
 }
 
 fn run_plain(ctx: &Ctx, rep: usize) -> Result<Measure, Failure> {
@@ -854,8 +940,16 @@ struct Row {
 
 fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
     let get = |s: Scenario| results.iter().find(|(k, _)| *k == s).map(|(_, r)| r);
+    let nginx = get(Scenario::Nginx).and_then(Results::median);
     let plain = get(Scenario::Plain).and_then(Results::median);
     let ours = get(Scenario::Chunked).and_then(Results::median);
+    // Ratios are to nginx (the bar's floor), or to the plain server when nginx did not run.
+    let (floor, floor_name) = match (&nginx, &plain) {
+        (Some(n), _) => (Some(n.clone()), "nginx"),
+        (None, Some(p)) => (Some(p.clone()), "plain"),
+        (None, None) => (None, "nginx"),
+    };
+    let vs_header = format!("vs {floor_name}");
     let a = &ctx.args;
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
 
@@ -894,7 +988,7 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
         "scenario",
         "time s",
         "MiB/s",
-        "vs plain",
+        vs_header.as_str(),
         "srv peak RSS",
         "srv CPU s",
         "client CPU s",
@@ -939,7 +1033,7 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
         ]
     };
     let ratio = |m: &Measure| -> String {
-        plain
+        floor
             .as_ref()
             .map_or("-".into(), |p| format!("{:.2}x", m.seconds / p.seconds))
     };
@@ -947,8 +1041,8 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
     for (scenario, r) in results {
         let spread = r.spread().filter(|_| r.runs.len() > 1);
         match scenario {
-            Scenario::Plain => {
-                let name = "plain single request (floor)";
+            Scenario::Nginx => {
+                let name = "nginx WebDAV PUT + fsync (floor)";
                 if let Some(row) = failed(name, r) {
                     rows.push(row);
                     continue;
@@ -956,6 +1050,30 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                 let m = r.median().unwrap();
                 let mut cells = base_cells(name, &m, "1.00x".into());
                 cells.extend(["-".into(), "baseline".into()]);
+                rows.push(Row { cells });
+                let mut note = format!(
+                    "nginx: the PUT took {:.2} s (until nginx answered 201), then fsync of the stored file {:.2} s",
+                    m.plain_write, m.plain_fsync
+                );
+                if let Some((lo, hi)) = spread {
+                    note.push_str(&format!("; runs {lo:.2}-{hi:.2} s"));
+                }
+                notes.push(note);
+            }
+            Scenario::Plain => {
+                let name = "plain POST to hyper + fsync";
+                if let Some(row) = failed(name, r) {
+                    rows.push(row);
+                    continue;
+                }
+                let m = r.median().unwrap();
+                let mut cells = base_cells(name, &m, ratio(&m));
+                let role = if nginx.is_some() {
+                    "reference"
+                } else {
+                    "baseline"
+                };
+                cells.extend(["-".into(), role.into()]);
                 rows.push(Row { cells });
                 let mut note = format!(
                     "plain: the server received and wrote the body in {:.2} s, then fsync took {:.2} s",
@@ -974,14 +1092,29 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                 }
                 let m = r.median().unwrap();
                 let mut cells = base_cells(name, &m, ratio(&m));
-                let verdict = match &plain {
-                    Some(p) if m.seconds / p.seconds <= a.plain_bar => "met".to_owned(),
+                let verdict = match &nginx {
+                    Some(n) if m.seconds / n.seconds <= a.nginx_bar => "met".to_owned(),
                     Some(_) => "MISSED".to_owned(),
-                    None => "n/a (plain not run)".to_owned(),
+                    None => "n/a (nginx not run)".to_owned(),
                 };
-                cells.extend([format!("<= {:.2}x plain", a.plain_bar), verdict]);
+                cells.extend([format!("<= {:.2}x nginx", a.nginx_bar), verdict]);
                 rows.push(Row { cells });
-                notes.push(flow_note("chunked-upload", &m, spread));
+                let mut note = flow_note("chunked-upload", &m, spread);
+                // Runs are interleaved: run i of ours against run i of nginx, which saw about
+                // the same load.
+                if let Some((_, n)) = results.iter().find(|(k, _)| *k == Scenario::Nginx)
+                    && n.runs.len() == r.runs.len()
+                    && r.runs.len() > 1
+                {
+                    let ratios: Vec<String> = r
+                        .runs
+                        .iter()
+                        .zip(&n.runs)
+                        .map(|(o, n)| format!("{:.2}x", o.seconds / n.seconds))
+                        .collect();
+                    note.push_str(&format!("; run by run vs nginx {}", ratios.join(", ")));
+                }
+                notes.push(note);
             }
             Scenario::Tus => {
                 let name = format!("tus, {} PATCHes (ours)", human(a.tus_chunk_size));
@@ -1119,7 +1252,15 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
         "          python peer: {}",
         ctx.peer_versions.as_deref().unwrap_or("(not run)")
     );
-    println!("          plain floor: hyper 1 http1 server inside loadgen, fsync at the end");
+    if let Some((binary, version)) = &ctx.nginx {
+        println!(
+            "          nginx floor: {version} at {} (daemon off, master_process off, dav_methods PUT, defaults otherwise; fsync by loadgen)",
+            binary.display()
+        );
+    }
+    if results.iter().any(|(s, _)| *s == Scenario::Plain) {
+        println!("          plain: hyper 1 http1 server inside loadgen, fsync at the end");
+    }
     let failures: Vec<&Failure> = results.iter().flat_map(|(_, r)| &r.failures).collect();
     if failures.is_empty() {
         println!("integrity: every assembled file matched the test file's SHA-256");
@@ -1189,6 +1330,7 @@ fn json_report(ctx: &Ctx, results: &[(Scenario, Results)]) -> serde_json::Value 
         "tus_chunk_size": ctx.args.tus_chunk_size,
         "concurrency": ctx.args.concurrency,
         "mode": ctx.args.mode,
+        "nginx": ctx.nginx.as_ref().map(|(_, v)| v),
         "chunked_upload": {"version": crate_version(), "git": git_commit()},
         "python_peer": ctx.peer_versions,
         "scenarios": scenarios,

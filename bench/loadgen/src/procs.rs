@@ -88,6 +88,56 @@ impl Server {
         }
     }
 
+    /// Starts `cmd`, a server that prints no address (nginx), with stdout and stderr to `log`,
+    /// and waits (at most `wait`) until it accepts connections on `addr`.
+    pub fn start_listening(
+        mut cmd: Command,
+        log: &Path,
+        addr: std::net::SocketAddr,
+        banner: &str,
+        wait: Duration,
+    ) -> io::Result<Server> {
+        let err_log = File::create(log.with_extension("stderr.log"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(File::create(log)?))
+            .stderr(Stdio::from(err_log));
+        let mut child = cmd.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start {:?}: {e}", cmd.get_program()),
+            )
+        })?;
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(Server {
+                    child,
+                    pid,
+                    base: format!("http://{addr}"),
+                    banner: banner.to_owned(),
+                });
+            }
+            let exited = child.try_wait()?;
+            if exited.is_some() || std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr =
+                    fs::read_to_string(log.with_extension("stderr.log")).unwrap_or_default();
+                return Err(io::Error::other(format!(
+                    "{:?} {} ; stderr:\n{}",
+                    cmd.get_program(),
+                    match exited {
+                        Some(status) => format!("exited ({status}) before listening on {addr}"),
+                        None => format!("did not listen on {addr} within {wait:?}"),
+                    },
+                    stderr.trim_end()
+                )));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts sampling this process's resident set.
     pub fn sample_rss(&self) -> Sampler {
         Sampler::start(self.pid)
