@@ -35,6 +35,8 @@ const INCOMING_DIR: &str = ".incoming";
 const RELEASE: &str = "release";
 /// Uploads being removed are renamed to this prefix first.
 const TRASH_PREFIX: &str = ".trash-";
+/// Claim files per upload (see `Inner::try_claim`).
+const CLAIM_SLOTS: u64 = 64;
 /// A staging file that nobody holds locked and that has not changed for this long is a crashed
 /// request's leftover (live ones are locked by their writer from creation to commit).
 const ORPHAN_GRACE: Duration = Duration::from_secs(10);
@@ -50,7 +52,7 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 ///     upload.json           what the first request declared, with the layout version and a nonce
 ///     data                  the file: every piece's bytes written at its offset (sparse until full)
 ///     ledger                append-only record of the pieces written (O(1) completion checks)
-///     claims/<index>        a piece being written in place, locked by its writer
+///     claims/<slot>         the pieces being written in place, each slot locked by its writer
 ///     staging/.stage-*      a second copy of a piece being received (a duplicate, a retry, a piece
 ///                           of an assembled upload): compared with the stored bytes at commit
 ///     assembling.json       an assembly in progress: what it publishes, where
@@ -208,15 +210,27 @@ impl Inner {
     }
 
     /// The claim of piece `index`, if nobody holds it (call with the upload's lock held).
+    ///
+    /// Claims are a fixed set of [`CLAIM_SLOTS`] lock files per upload, piece `i` in slot
+    /// `i % CLAIM_SLOTS`, created once and reused: no file is created or removed per piece.
+    /// Two pieces in flight that share a slot are told apart by the ledger: the second one is
+    /// written aside and moved into place when the first is done (rare: widgets keep a few
+    /// consecutive pieces in flight).
     fn try_claim(&self, key: &str, index: u64) -> Result<Option<Claim>> {
         let claims = self.dir(key).join("claims");
-        ensure_dir(&claims)?;
-        let path = claims.join(index.to_string());
-        let file = no_follow(OpenOptions::new().create(true).truncate(false).write(true))
-            .open(&path)
-            .ctx("open claim", &path)?;
+        let path = claims.join((index % CLAIM_SLOTS).to_string());
+        let open =
+            || no_follow(OpenOptions::new().create(true).truncate(false).write(true)).open(&path);
+        let file = match open() {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                ensure_dir(&claims)?;
+                open().ctx("open claim", &path)?
+            }
+            Err(e) => return Err(Error::io("open claim", &path, e)),
+        };
         match file.try_lock() {
-            Ok(()) => Ok(Some(Claim { path, _file: file })),
+            Ok(()) => Ok(Some(Claim { _file: file })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(Error::io("lock claim", &path, e)),
         }
@@ -278,17 +292,17 @@ fn ledger_error(key: &str, path: &Path, e: io::Error) -> Error {
     }
 }
 
-/// A held claim on one piece: the piece's bytes may be written in place.
+/// A held claim on one piece: the piece's bytes may be written in place. Given up when
+/// dropped (the slot's file stays, for the next piece).
 #[derive(Debug)]
 struct Claim {
-    path: PathBuf,
     _file: File,
 }
 
 impl Claim {
-    /// Gives the claim up (lock held, after the piece is recorded or abandoned).
+    /// Gives the claim up (after the piece is recorded or abandoned).
     fn release(self) -> Result<()> {
-        remove_if_exists(&self.path)
+        Ok(())
     }
 }
 
