@@ -42,6 +42,7 @@
 //! | `actix-web` | `adapter::actix`: handlers, a `ServiceConfig` helper, a `ResponseError` (actix-web 4) |
 //! | `hyper` | `adapter::hyper`: an async handler over any `http_body::Body` (hyper 1) |
 //! | `conformance` | `conformance`: the HTTP test suite every adapter passes, for your own adapter |
+//! | `s3` | [`S3Store`]: uploads in an S3-compatible bucket shared by many servers (`object_store`) |
 //!
 //! ## Guarantees
 //!
@@ -136,6 +137,15 @@ pub use store::{
     PreprocessFn, Recorded, Store, Stored, Tally, UploadLock,
 };
 pub use upload::{Assembled, Location, UploadInfo};
+
+#[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
+pub use store::{MIN_PART_SIZE, RequestCounts, S3Store, S3StoreBuilder};
+/// The `object_store` crate the [`S3Store`] is built on (its `aws` feature), re-exported so
+/// that the S3 configuration types match.
+#[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
+pub use object_store;
 
 /// The README's examples, compiled as doctests (they use every adapter).
 #[cfg(all(doctest, feature = "axum", feature = "actix-web", feature = "hyper"))]

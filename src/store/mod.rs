@@ -4,6 +4,8 @@ mod fs;
 pub(crate) mod ledger;
 mod local;
 mod publish;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::fmt;
 use std::fs::File;
@@ -18,6 +20,8 @@ use crate::error::Result;
 use crate::upload::{Location, UploadInfo};
 
 pub use local::LocalStore;
+#[cfg(feature = "s3")]
+pub use s3::{MIN_PART_SIZE, RequestCounts, S3Store, S3StoreBuilder};
 
 /// What to do when the destination of an assembled file already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
