@@ -1,17 +1,26 @@
-//! The upload route on hyper 1: `GET|POST /upload` and `POST /upload/done`.
+//! The upload routes on hyper 1: `GET|POST /upload`, `POST /upload/done` and
+//! `GET /progress`, each browser in its signed session.
 //!
 //! ```text
-//! cargo run --example hyper_server --features hyper
+//! CHUNKED_UPLOAD_SIGNING_KEY=$(openssl rand -hex 32) \
+//!     cargo run --example hyper_server --features hyper -- --addr 127.0.0.1:8080
 //! ```
 //!
-//! Chunks go to `./uploads/.chunks`, assembled files to `./uploads`. There is no scope here
-//! (every client shares one namespace); see the `server` example for a session cookie.
+//! Chunks go to `DIR/.chunks`, assembled files to `DIR` (default `./uploads`). Sessions are
+//! cookies signed with `--signing-key` / `CHUNKED_UPLOAD_SIGNING_KEY` (generated at start when
+//! absent: then sessions end with the process); a request without a valid cookie gets the
+//! session derived from its client (the connection's peer address and its headers), so a
+//! widget's parallel first chunks share one (see `chunked_upload::adapter::session`).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use bytes::Bytes;
+use chunked_upload::adapter::{SessionKey, Sessions};
 use chunked_upload::{Config, Uploads, adapter};
-use http::request::Parts;
+use clap::Parser;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -19,14 +28,50 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+/// Command-line flags.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Where assembled files go (chunks in DIR/.chunks).
+    #[arg(long, default_value = "./uploads")]
+    dir: PathBuf,
+    /// The secret that signs session cookies, at least 32 bytes.
+    #[arg(
+        long,
+        env = "CHUNKED_UPLOAD_SIGNING_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    signing_key: Option<String>,
+}
+
+/// One request from `peer`: its session, then the route.
 async fn route(
     uploads: Uploads,
+    sessions: Sessions,
+    peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let scope = |_: &Parts| String::new();
-    Ok(match (request.method(), request.uri().path()) {
+    let path = request.uri().path().to_owned();
+    if !(path == "/upload" || path.starts_with("/upload/") || path.starts_with("/progress")) {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"not found")));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(response);
+    }
+    let scope = match adapter::hyper::session_scope(&sessions, request.headers(), Some(peer.ip())) {
+        Ok(scope) => scope,
+        Err(e) => return Ok(adapter::hyper::error_response(&e)),
+    };
+    Ok(match (request.method(), path.as_str()) {
         (_, "/upload") => adapter::hyper::handle(&uploads, scope, request).await,
         (&Method::POST, "/upload/done") => adapter::hyper::finalize(&uploads, scope, request).await,
+        (&Method::GET, "/progress") => adapter::hyper::progress(&uploads, &scope, None),
+        (&Method::GET, p) => {
+            let identifier = p.strip_prefix("/progress/").unwrap_or_default();
+            adapter::hyper::progress(&uploads, &scope, Some(identifier))
+        }
         _ => {
             let mut response = Response::new(Full::new(Bytes::from_static(b"not found")));
             *response.status_mut() = StatusCode::NOT_FOUND;
@@ -37,16 +82,32 @@ async fn route(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().init();
-    let config = Config::builder("./uploads/.chunks", "./uploads").build();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config::builder(args.dir.join(".chunks"), &args.dir).build();
     let uploads = Uploads::new(config)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    let key = match &args.signing_key {
+        Some(secret) => SessionKey::new(secret)?,
+        None => {
+            tracing::warn!(
+                "no --signing-key (or CHUNKED_UPLOAD_SIGNING_KEY): sessions are signed with a key \
+                 generated at start and do not survive a restart"
+            );
+            SessionKey::generate()
+        }
+    };
+    let sessions = Sessions::new(key);
+    adapter::hyper::spawn_sweep(uploads.clone(), Duration::from_secs(600));
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}/upload", listener.local_addr()?);
     loop {
-        let (stream, _) = listener.accept().await?;
-        let uploads = uploads.clone();
+        let (stream, peer) = listener.accept().await?;
+        let (uploads, sessions) = (uploads.clone(), sessions.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| route(uploads.clone(), request));
+            let service =
+                service_fn(move |request| route(uploads.clone(), sessions.clone(), peer, request));
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await

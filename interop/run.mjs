@@ -129,8 +129,10 @@ const CONTENT_TYPES = {
   '.xap': 'application/x-silverlight-app',
 };
 
-/** What the driver can ask of the proxy: delay chunk uploads, count them. */
-const proxyControl = { delayMs: 0, uploadPosts: 0 };
+/** What the driver can ask of the proxy: delay chunk uploads, count them; hold upload requests
+ * without a cookie (cold cases: a slow first round trip, so that all of the widget's first
+ * requests are on their way before any answer could set a cookie). */
+const proxyControl = { delayMs: 0, uploadPosts: 0, holdCookielessMs: 0 };
 
 function serveStatic(req, res, root, rel) {
   const file = path.resolve(root, `.${decodeURIComponent(rel)}`);
@@ -215,8 +217,9 @@ function proxy(req, res, url, upstream) {
     body: '',
     status: 'pending',
     response: '',
-    // The session cookie the request carries and the one the answer sets (first 6 hex digits).
-    session: /cu_session=([0-9a-f]{6})/.exec(req.headers.cookie || '')?.[1] || 'none',
+    // The session cookie the request carries and the one the answer sets (the log shows their
+    // first 6 hex digits).
+    session: /cu_session=([0-9a-f.]+)/.exec(req.headers.cookie || '')?.[1] || 'none',
     setSession: '',
   };
   current?.proxied.push(entry);
@@ -259,7 +262,7 @@ function proxy(req, res, url, upstream) {
     up.on('response', (upRes) => {
       entry.status = upRes.statusCode;
       const set = [].concat(upRes.headers['set-cookie'] || []).join(' ');
-      entry.setSession = /cu_session=([0-9a-f]{6})/.exec(set)?.[1] || '';
+      entry.setSession = /cu_session=([0-9a-f.]+)/.exec(set)?.[1] || '';
       res.writeHead(upRes.statusCode, upRes.statusMessage, upRes.rawHeaders);
       let kept = '';
       upRes.on('data', (piece) => {
@@ -284,7 +287,9 @@ function proxy(req, res, url, upstream) {
       }
     });
   };
-  if (isChunkPost && proxyControl.delayMs > 0) setTimeout(forward, proxyControl.delayMs);
+  const cookielessUpload = entry.session === 'none' && url.pathname.startsWith('/upload');
+  if (cookielessUpload && proxyControl.holdCookielessMs > 0) setTimeout(forward, proxyControl.holdCookielessMs);
+  else if (isChunkPost && proxyControl.delayMs > 0) setTimeout(forward, proxyControl.delayMs);
   else forward();
 }
 
@@ -397,7 +402,7 @@ function writeCaseLog(id, snapshot) {
   }
   lines.push('## requests through the harness proxy (request fields -> status, response)');
   for (const e of current.proxied) {
-    const cookie = `session=${e.session}${e.setSession ? ` set-session=${e.setSession}` : ''}`;
+    const cookie = `session=${e.session.slice(0, 6)}${e.setSession ? ` set-session=${e.setSession.slice(0, 6)}` : ''}`;
     lines.push(`${e.t}ms ${e.method} ${e.url} ${cookie} ${e.body} -> ${e.status} ${e.response.replace(/\s+/g, ' ').slice(0, 300)}`);
   }
   lines.push('## browser (failed requests, console, responses)');
@@ -458,7 +463,44 @@ function widgetCases() {
   add('Plupload', 'plupload-pause', 'stop() / start() while a chunk awaits its answer', {}, 'pause', { verify: pluploadSkippedChunk });
   add('Plupload', 'plupload-pause-fixed', 'stop() / start(), page resets file.loaded to the last acknowledged chunk', { resumeFromAcknowledged: true }, 'pause');
   add('Plupload', 'plupload-failures', 'every 3rd POST aborted once, max_retries: 5', { max_retries: 5 }, 'failures');
+
+  // The page served without touching the example server first: no request carries a cookie
+  // before the widget's first (parallel) requests, which must land in one session.
+  // `bigFirst`: the ten-chunk file first, so that the widget's first parallel requests are
+  // chunks of that one file (flow.js tests one chunk at a time per file: its parallel first
+  // test requests are those of the small files, in the usual order).
+  const cold = (widget, id, title, opts, { parallel = true, bigFirst = true } = {}) =>
+    add(widget, id, `cold: ${title}`, opts, 'basic', { cold: true, parallel, bigFirst });
+  cold('flow.js', 'flow-cold-multipart', 'parallel first chunks, multipart', { testChunks: false, simultaneousUploads: 3 });
+  cold('flow.js', 'flow-cold-octet', "parallel first chunks, method: 'octet'", { testChunks: false, method: 'octet', simultaneousUploads: 3 });
+  cold('flow.js', 'flow-cold-tests', 'parallel first test requests, then chunks', { testChunks: true, simultaneousUploads: 3 }, { bigFirst: false });
+  cold('resumable.js', 'resumable-cold', 'parallel first chunks', { minFileSize: 0, testChunks: false, simultaneousUploads: 3 });
+  cold('Dropzone', 'dropzone-cold', 'parallelChunkUploads, forceChunking, chunksUploaded -> /upload/done', { forceChunking: true, finalize: true });
+  cold('Fine Uploader', 'fine-cold', 'concurrent chunks + success endpoint /upload/done', {});
+  cold('Plupload', 'plupload-cold', 'multipart (one chunk at a time: nothing in parallel)', {}, { parallel: false });
   return cases;
+}
+
+/** A cold case's own checks: nothing reached the server with a cookie before the widget's first
+ * requests, several of those went in parallel without one (where the widget sends in parallel),
+ * and the server set one session for all of them. */
+function checkCold(c, problems, info) {
+  const proxied = current.proxied.filter((e) => e.status !== 'client gone before forwarding');
+  const first = proxied[0];
+  if (!first) {
+    problems.push('no request reached the server');
+    return;
+  }
+  if (first.session !== 'none') problems.push(`the first request to reach the server carried a cookie: ${first.method} ${first.url}`);
+  if (!first.url.startsWith('/upload')) problems.push(`the first request to reach the server was not the widget's: ${first.method} ${first.url}`);
+  const cookieless = proxied.filter((e) => e.session === 'none');
+  const early = cookieless.filter((e) => e.url.startsWith('/upload'));
+  if (c.parallel && early.length < 2) problems.push(`only ${early.length} upload request(s) went without a cookie: the first requests were not parallel`);
+  const set = new Set(proxied.map((e) => e.setSession).filter(Boolean));
+  const carried = new Set(proxied.map((e) => e.session).filter((v) => v !== 'none'));
+  if (set.size !== 1) problems.push(`the server set ${set.size} different sessions: ${[...set].map((v) => v.slice(0, 6)).join(', ')}`);
+  for (const v of carried) if (!set.has(v)) problems.push(`a request carried a session the server did not set in this case: ${v.slice(0, 6)}`);
+  info.push(`${early.length} upload requests without a cookie, ${proxied.length - cookieless.length} with it; one session`);
 }
 
 /** The Plupload stop()/start() bug (README.md): at the pause, the chunk awaiting its answer is
@@ -534,7 +576,7 @@ async function injectFailures(page, stats) {
 async function runWidgetCase(browser, harnessOrigin, c) {
   const problems = [];
   const info = [];
-  const files = c.kind === 'pause' ? bigFile(c.id) : standardFiles(c.id);
+  const files = c.kind === 'pause' ? bigFile(c.id) : c.bigFirst ? standardFiles(c.id).reverse() : standardFiles(c.id);
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
   const page = await context.newPage();
   attachPageLog(page);
@@ -542,7 +584,8 @@ async function runWidgetCase(browser, harnessOrigin, c) {
   try {
     const stats = { aborted: 0 };
     if (c.kind === 'failures') await injectFailures(page, stats);
-    const url = `${harnessOrigin}/pages/${widgetPages[c.widget]}?opts=${encodeURIComponent(JSON.stringify(c.opts))}`;
+    if (c.cold) proxyControl.holdCookielessMs = 300;
+    const url = `${harnessOrigin}/pages/${widgetPages[c.widget]}?opts=${encodeURIComponent(JSON.stringify(c.opts))}${c.cold ? '&cold=1' : ''}`;
     await page.goto(url);
     await page.waitForFunction(() => window.harness && window.harness.ready && window.harness.session, null, { timeout: 15_000 });
     await page.locator('input[type=file]').first().setInputFiles(files.map((f) => f.path));
@@ -560,6 +603,7 @@ async function runWidgetCase(browser, harnessOrigin, c) {
       checkWidget(files, snapshot, problems);
       await checkOnDisk(files, c.id, problems);
     }
+    if (c.cold) checkCold(c, problems, info);
     if (c.kind === 'failures') {
       if (stats.aborted === 0) problems.push('no chunk request was aborted: the failure injection did not happen');
       else info.push(`${stats.aborted} chunk POSTs aborted`);
@@ -569,6 +613,7 @@ async function runWidgetCase(browser, harnessOrigin, c) {
     snapshot = await page.evaluate(() => window.harness && window.harness.snapshot()).catch(() => null);
   } finally {
     proxyControl.delayMs = 0;
+    proxyControl.holdCookielessMs = 0;
   }
   const shot = path.join(SHOTS, `${c.id}.png`);
   await page.screenshot({ path: shot, fullPage: true, animations: 'disabled' }).catch(() => {});

@@ -293,8 +293,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// Sets a callback run once per assembled file, after it is published (by the request
-    /// that completed the upload, on its thread: keep it short, or hand the work on).
+    /// Sets a callback run once per assembled file, after it is published: to move it, index
+    /// it, tell someone. It runs on the request's thread (a blocking thread in the bundled
+    /// adapters), with the upload's lock held, before the answer is sent: keep it short, or
+    /// hand the work off.
     pub fn on_assembled(mut self, f: impl Fn(&Assembled) + Send + Sync + 'static) -> Self {
         self.config.on_assembled = Some(Arc::new(f));
         self

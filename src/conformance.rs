@@ -34,6 +34,8 @@
 //!
 //! The cases run in parallel safely: each uses its own identifiers and file names.
 
+pub mod store;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -192,6 +192,29 @@ pub enum Error {
         retry_after: u64,
     },
 
+    /// A request without a valid session cookie, when the server cannot derive its session
+    /// safely: it does not know the client's address, without which every cookieless browser
+    /// would share one scope (answered `400`: the widget shows the message; load the
+    /// application's page first, so that the browser has a session cookie).
+    #[error(
+        "the request has no valid {cookie} session cookie, and the server does not know the \
+         client's address to derive one; load this site's page first, then upload"
+    )]
+    NoSession {
+        /// The name of the session cookie.
+        cookie: &'static str,
+    },
+
+    /// A session signing key shorter than the minimum (a configuration error, found when the
+    /// key is made).
+    #[error("the session signing key has {length} bytes; it needs at least {minimum}")]
+    InvalidSigningKey {
+        /// The key's length in bytes.
+        length: usize,
+        /// The least length accepted.
+        minimum: usize,
+    },
+
     /// The configured hash-name callback produced a storage key that is not a safe file name.
     #[error(
         "hash-name callback returned {key:?}; storage keys must be 1-128 characters of [A-Za-z0-9_-]"
@@ -342,7 +365,7 @@ impl Error {
     /// | error | status |
     /// |---|---|
     /// | [`NoContent`](Error::NoContent) | 204 (test request: chunk absent) |
-    /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete) | 400 |
+    /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete), [`NoSession`](Error::NoSession) | 400 |
     /// | [`NotFound`](Error::NotFound) | 404 |
     /// | [`BodyTooSlow`](Error::BodyTooSlow) | 408 |
     /// | [`Conflict`](Error::Conflict), [`GeometryMismatch`](Error::GeometryMismatch), [`ContentMismatch`](Error::ContentMismatch), [`Restarted`](Error::Restarted) | 409 |
@@ -352,11 +375,11 @@ impl Error {
     /// | [`Rejected`](Error::Rejected) | its own (400-499) |
     /// | [`Busy`](Error::Busy), a transient [`ObjectStore`](Error::ObjectStore) failure | 503 |
     /// | [`Io`](Error::Io) with the disk full | 507 |
-    /// | other [`Io`](Error::Io), [`InvalidStorageKey`](Error::InvalidStorageKey), [`Corrupt`](Error::Corrupt), [`SizeMismatch`](Error::SizeMismatch), [`TaskFailed`](Error::TaskFailed), [`ObjectStore`](Error::ObjectStore) | 500 |
+    /// | other [`Io`](Error::Io), [`InvalidStorageKey`](Error::InvalidStorageKey), [`InvalidSigningKey`](Error::InvalidSigningKey), [`Corrupt`](Error::Corrupt), [`SizeMismatch`](Error::SizeMismatch), [`TaskFailed`](Error::TaskFailed), [`ObjectStore`](Error::ObjectStore) | 500 |
     pub fn status(&self) -> u16 {
         match self {
             Error::NoContent { .. } => 204,
-            Error::BadRequest { .. } | Error::Incomplete { .. } => 400,
+            Error::BadRequest { .. } | Error::Incomplete { .. } | Error::NoSession { .. } => 400,
             Error::NotFound { .. } => 404,
             Error::BodyTooSlow { .. } => 408,
             Error::Conflict { .. }
@@ -380,6 +403,7 @@ impl Error {
             Error::Io { source, .. } if is_storage_full(source) => 507,
             Error::Io { .. }
             | Error::InvalidStorageKey { .. }
+            | Error::InvalidSigningKey { .. }
             | Error::Corrupt { .. }
             | Error::SizeMismatch { .. }
             | Error::TaskFailed { .. }
@@ -406,10 +430,24 @@ impl Error {
         )
     }
 
-    /// The message to show a client: this error's text, except for server-side failures,
-    /// whose text names files of the server (log those; clients get a plain sentence).
+    /// The message to show a client: this error's text, except where that text names files of
+    /// the server (log those; clients get a plain sentence). No client message carries a server
+    /// path: not for server-side failures, and not for [`Conflict`](Error::Conflict), whose
+    /// answer says only that the destination is taken.
+    ///
+    /// # Security
+    /// A `409` for a taken destination tells the client that a file of that name exists where
+    /// its file was to go. When several users share one destination folder, that is a fact
+    /// about another user's files (and so is the ` (1)` name
+    /// [`ConflictPolicy::Rename`](crate::ConflictPolicy::Rename) picks): give each user a folder
+    /// of their own with [`ConfigBuilder::destination`](crate::ConfigBuilder::destination).
     pub fn client_message(&self) -> String {
         match self {
+            Error::Conflict { .. } => {
+                "a file of this name already exists at the destination and is not replaced; \
+                 rename the file and upload it again"
+                    .to_owned()
+            }
             Error::Io { source, .. } if is_storage_full(source) => {
                 "the server's storage is full; retry later".to_owned()
             }
@@ -417,8 +455,8 @@ impl Error {
             Error::InvalidStorageKey { .. } => {
                 "the server's hash-name callback is misconfigured (details in its log)".to_owned()
             }
-            Error::Conflict { .. } => {
-                "a file of this name exists already and may not be replaced".to_owned()
+            Error::InvalidSigningKey { .. } => {
+                "the server's session signing key is misconfigured (details in its log)".to_owned()
             }
             Error::Corrupt { .. } | Error::SizeMismatch { .. } | Error::TaskFailed { .. } => {
                 "the server failed to handle the upload (details in its log)".to_owned()
@@ -594,13 +632,50 @@ mod tests {
         let bad = Error::bad("flowChunkNumber", "0 is out of range 1..=3");
         assert_eq!(bad.client_message(), bad.to_string());
         let conflict = Error::Conflict {
-            location: crate::Location::Path("/srv/files/a.txt".into()),
+            location: crate::Location::Path("/srv/secret/files/report.pdf".into()),
         };
-        assert!(!conflict.client_message().contains("/srv"));
+        assert!(
+            conflict.to_string().contains("/srv/secret"),
+            "the log keeps it"
+        );
+        let message = conflict.client_message();
+        assert!(
+            !message.contains("/srv") && !message.contains("report.pdf"),
+            "{message}"
+        );
+        assert_eq!(conflict.status(), 409);
+    }
+
+    #[test]
+    fn bad_values_are_quoted() {
         let quoted = Error::bad_value("flowChunkNumber", "-5", Problem::Negative);
         assert_eq!(
             quoted.to_string(),
             "flowChunkNumber: \"-5\" is negative, expected a non-negative integer"
+        );
+    }
+
+    #[test]
+    fn session_errors_map_to_their_statuses() {
+        let no_session = Error::NoSession {
+            cookie: "cu_session",
+        };
+        assert_eq!(no_session.status(), 400);
+        assert!(!no_session.is_retryable());
+        assert!(
+            no_session
+                .client_message()
+                .contains("load this site's page first")
+        );
+        let key = Error::InvalidSigningKey {
+            length: 3,
+            minimum: 32,
+        };
+        assert_eq!(key.status(), 500);
+        assert!(
+            !key.client_message().contains('3'),
+            "{}",
+            key.client_message()
         );
     }
 

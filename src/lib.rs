@@ -38,24 +38,38 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` | `adapter::axum`: a ready `Router` and the `UploadChunk` extractor (axum 0.8) |
-//! | `actix-web` | `adapter::actix`: handlers, a `ServiceConfig` helper, a `ResponseError` (actix-web 4) |
-//! | `hyper` | `adapter::hyper`: an async handler over any `http_body::Body` (hyper 1) |
+//! | `axum` | `adapter::axum`: a ready `Router` over a scope extractor, the `UploadChunk` extractor, `SessionScope` (axum 0.8) |
+//! | `actix-web` | `adapter::actix`: handlers over a scope extractor, a `ServiceConfig` helper, `SessionScope`, a `ResponseError` (actix-web 4) |
+//! | `hyper` | `adapter::hyper`: async handlers over any `http_body::Body` in the scope you decide, `session_scope` (hyper 1) |
+//!
+//! Every adapter feature also brings `adapter::Sessions` (signed session cookies for apps
+//! without accounts; see `adapter::session` for what they can and cannot tell apart) and
+//! `spawn_sweep` (the sweep in the background).
 //! | `conformance` | `conformance`: the HTTP test suite every adapter passes, for your own adapter |
 //! | `s3` | [`S3Store`]: uploads in an S3-compatible bucket shared by many servers (`object_store`) |
 //!
 //! ## Guarantees
 //!
-//! - A chunk counts as present only once fully written (staging file, then rename); duplicates
-//!   replace it atomically.
+//! - A chunk counts as present only once all its bytes are stored: the [`LocalStore`] writes it
+//!   at its offset in the upload's data file and records it in a ledger afterwards. A chunk
+//!   sent again is compared with the stored bytes: the same bytes change nothing, others are
+//!   refused ([`Error::ContentMismatch`]), never mixed in.
 //! - Completion is "every chunk present and the sizes add up", checked in O(1) amortized per
-//!   chunk through a per-upload ledger, not by listing the chunks on every request.
+//!   chunk through the ledger, not by listing the chunks on every request.
 //! - Assembly happens once, under a per-upload lock (`std::fs::File::lock`, which holds across
-//!   processes sharing the temp dir). The destination is written as a hidden file beside it,
-//!   synced, then published by a no-clobber link or an atomic replace: it is never visible
-//!   half-written, and a crash at any point loses nothing but the chunks in flight.
-//! - Storage paths are hashes of (scope, identifier): no client string reaches a path, and two
-//!   scopes never share an upload.
+//!   processes sharing the temp dir). The data file is synced and published by a no-clobber
+//!   hard link (or, with [`ConflictPolicy::Overwrite`], an atomic rename over the destination):
+//!   no byte is copied, it is never visible half-written, and a crash at any point loses
+//!   nothing but the chunks in flight.
+//! - Storage paths are hashes of (scope, identifier): no client string reaches a path, two
+//!   scopes never share an upload, and no symlink in the temp dir is ever followed.
+//!
+//! ## Choosing a store
+//!
+//! | store | when |
+//! |---|---|
+//! | [`LocalStore`] ([`Config::builder`]) | one server, or several processes sharing one local filesystem with the destination (the default; fastest: nothing is copied) |
+//! | your own [`Store`] ([`Config::builder_with_store`]) | anything else; prove it with the `conformance` feature's `conformance::store` suite |
 //!
 //! ## Protocols
 //!
@@ -80,6 +94,8 @@
 //! | chunk stored, file assembled, test: chunk present | 200 |
 //! | test: chunk absent ([`Error::NoContent`]) | 204 |
 //! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload | 400 |
+//! | no valid session cookie and no client address to derive one ([`Error::NoSession`]) | 400 |
+//! | refused by the adapter's scope extractor (not signed in, say) | the extractor's, e.g. 401 |
 //! | unknown upload ([`Error::NotFound`]) | 404 |
 //! | body stalled or trickling ([`Error::BodyTooSlow`]) | 408 |
 //! | destination exists and the policy refuses, geometry changed | 409 |
@@ -89,7 +105,10 @@
 //! | busy, retry later ([`Error::Busy`]) | 503 |
 //! | storage full | 507 |
 //!
-//! [`Error::status`] is the one mapping; the table in its docs is complete.
+//! [`Error::status`] is the one mapping; the table in its docs is complete. Error bodies are
+//! `{"success": false, "error": message, "preventRetry": bool}` ([`Reply::error`]): the message
+//! is [`Error::client_message`], which names no server path and nothing of another scope's
+//! files; `preventRetry` (read by Fine Uploader) is `!`[`Error::is_retryable`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -535,14 +535,11 @@ impl Uploads {
         let lock = store.lock(&key, config.lock_timeout)?;
         let mut stored = store.load(&key)?;
         if let Some(s) = &stored {
-            let restart = if s.assembled.is_some() {
-                // Another file under an identifier that was assembled: a new upload.
-                check_geometry(&s.upload, &info).is_err()
-            } else {
-                // A first chunk that can only mean a new upload under the same key (Plupload
-                // keys uploads by file name).
-                info.in_order && info.index == 0 && info.total_chunks > 1
-            };
+            // A first chunk that can only mean a new upload under the same key (Plupload keys
+            // uploads by file name, and sends chunk 0 only to start one), or another file under
+            // an identifier that was assembled.
+            let restart = (info.in_order && info.index == 0 && info.total_chunks > 1)
+                || (s.assembled.is_some() && check_geometry(&s.upload, &info).is_err());
             if restart {
                 store.reset(&lock)?;
                 self.forget(&key);

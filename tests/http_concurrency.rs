@@ -17,9 +17,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
+use chunked_upload::adapter::Scope;
 use chunked_upload::{ConflictPolicy, Uploads, adapter};
 use common::{FlowFile, Rng, bytes, config, visible_files};
 use server_support::{Body, assert_same_bytes, flow_post, iterations, new_session};
@@ -30,6 +34,24 @@ const RACING: u64 = 3;
 
 /// Assemblies the hook saw, by identifier.
 type Hooks = Arc<Mutex<HashMap<String, u32>>>;
+
+/// The scope of the raw `Cookie` header (each client sends its own).
+struct CookieScope(Scope);
+
+impl<S: Send + Sync> FromRequestParts<S> for CookieScope {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let cookie = parts.headers.get(COOKIE).and_then(|v| v.to_str().ok());
+        Ok(CookieScope(Scope::new(cookie.unwrap_or_default())))
+    }
+}
+
+impl From<CookieScope> for Scope {
+    fn from(scope: CookieScope) -> Scope {
+        scope.0
+    }
+}
 
 /// The axum router under `/upload` on a free port, in a runtime of its own; the scope is the
 /// `Cookie` header.
@@ -50,15 +72,7 @@ fn start_server(root: &std::path::Path) -> (SocketAddr, PathBuf, Hooks) {
             .build(),
     )
     .unwrap();
-    let scope = |parts: &Parts| {
-        parts
-            .headers
-            .get(COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let app = Router::new().nest("/upload", adapter::axum::router(uploads, scope));
+    let app = Router::new().nest("/upload", adapter::axum::router::<CookieScope, _>(uploads));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();

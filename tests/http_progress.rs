@@ -7,26 +7,46 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use chunked_upload::adapter::Scope;
 use chunked_upload::{Config, Uploads, adapter};
 use serde_json::Value;
 
 const MAX_CHUNK: u64 = 256 * 1024;
 
+/// The scope of the `x-scope` header.
+struct HeaderScope(Scope);
+
+impl<S: Send + Sync> FromRequestParts<S> for HeaderScope {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let scope = parts.headers.get("x-scope").and_then(|v| v.to_str().ok());
+        Ok(HeaderScope(Scope::new(scope.unwrap_or_default())))
+    }
+}
+
+impl From<HeaderScope> for Scope {
+    fn from(scope: HeaderScope) -> Scope {
+        scope.0
+    }
+}
+
 /// Serves `uploads` at `/upload` and `/progress` with the scope taken from `x-scope`.
 fn serve(uploads: Uploads) -> SocketAddr {
-    let scope = |parts: &Parts| {
-        parts
-            .headers
-            .get("x-scope")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
     let app = Router::new()
-        .nest("/upload", adapter::axum::router(uploads.clone(), scope))
-        .nest("/progress", adapter::axum::progress_router(uploads, scope));
+        .nest(
+            "/upload",
+            adapter::axum::router::<HeaderScope, _>(uploads.clone()),
+        )
+        .nest(
+            "/progress",
+            adapter::axum::progress_router::<HeaderScope, _>(uploads),
+        );
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();

@@ -19,25 +19,38 @@
 //! | `GET /progress/events` | the same as server-sent events, pushed as uploads change |
 //! | `GET /progress/{identifier}` | one upload (404 if this browser has no such upload) |
 //!
-//! Each browser gets an opaque random session cookie; it is the upload scope, so two browsers
-//! never see each other's chunks, and a browser resumes its own uploads after a server restart.
-//! The page gets its cookie when it loads. A page served from elsewhere (behind a proxy, say)
-//! must make one request (`GET /files` will do) before it sends chunks in parallel: requests
-//! without the cookie each start a new session, so parallel first chunks would land in
-//! different scopes. `GET /files` lists the whole upload dir: a shared drop folder.
+//! **Sessions.** Each browser's uploads live in its session, a `cu_session` cookie signed with
+//! the key of `--signing-key` (or `CHUNKED_UPLOAD_SIGNING_KEY`; prefer the variable, since
+//! flags show in `ps`): two browsers never see or complete each other's uploads, a browser
+//! resumes its uploads after a restart, and every server given the same key accepts the same
+//! cookies. Without a key the server generates one at start and says so in its log: sessions,
+//! and the unfinished uploads in them, then end with the process. A cookie the server did not
+//! sign (forged, altered, upper-cased, cut short, or signed with another key) is not a session.
+//!
+//! The page gets a random session when it loads. A request to the upload, finalize and progress
+//! routes that has no valid cookie gets the session derived from its client (address,
+//! `User-Agent`, `Accept-Language`; see `chunked_upload::adapter::session`): a widget on a page
+//! this server did not serve sends its first chunks and test requests in parallel, before any
+//! cookie is set, and they all land in one session. What that cannot tell apart: two browsers
+//! without a cookie behind one address with the same `User-Agent` and `Accept-Language` share a
+//! session.
+//!
+//! **Files.** `--dir` is a shared drop folder: `GET /files` lists every assembled file, and a
+//! name already taken (by anyone) gets ` (1)`. Keep users apart there with a folder each
+//! (`ConfigBuilder::destination`, as the README's first example does).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE};
-use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chunked_upload::adapter::axum::SessionScope;
+use chunked_upload::adapter::{SessionKey, SessionRequest, Sessions};
 use chunked_upload::{Config, ConflictPolicy, Uploads, adapter};
 use clap::Parser;
 use serde::Serialize;
@@ -72,10 +85,17 @@ struct Args {
     /// How often to sweep expired uploads, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     sweep_interval: u64,
+    /// The secret that signs session cookies, at least 32 bytes (e.g. `openssl rand -hex 32`).
+    /// Servers given the same key accept each other's sessions; without one, a key is
+    /// generated at start and sessions end with the process.
+    #[arg(
+        long,
+        env = "CHUNKED_UPLOAD_SIGNING_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    signing_key: Option<String>,
 }
-
-/// The session cookie that carries the upload scope.
-const SESSION_COOKIE: &str = "cu_session";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -107,17 +127,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config = config.expire_after(Duration::from_secs(secs));
     }
     let uploads = Uploads::new(config.build())?;
-    tokio::spawn(sweep_periodically(
-        uploads.clone(),
-        Duration::from_secs(args.sweep_interval.max(1)),
-    ));
+    adapter::axum::spawn_sweep(uploads.clone(), Duration::from_secs(args.sweep_interval));
+    let sessions = match &args.signing_key {
+        Some(secret) => {
+            tracing::info!(
+                "sessions are signed with the configured key: they survive a restart and are \
+                 accepted by every server given the same key"
+            );
+            Sessions::new(SessionKey::new(secret)?)
+        }
+        None => {
+            tracing::warn!(
+                "no --signing-key (or CHUNKED_UPLOAD_SIGNING_KEY): sessions are signed with a key \
+                 generated at start, so they do not survive a restart (unfinished uploads then \
+                 start again from zero), and other servers do not accept them"
+            );
+            Sessions::new(SessionKey::generate())
+        }
+    };
 
     let files_dir = args.dir.clone();
     let app = Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
+        .route("/", get(index))
         .route(
             "/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
@@ -126,29 +157,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
         )
-        // GET|POST /upload (test, chunk) and POST /upload/done (finalize).
+        // GET|POST /upload (test, chunk) and POST /upload/done (finalize), in the session.
         .nest(
             "/upload",
-            adapter::axum::router(uploads.clone(), session_scope),
+            adapter::axum::router::<SessionScope, _>(uploads.clone()),
         )
         .route("/files", get(move || list_files(files_dir.clone())))
         // GET /progress (JSON), /progress/events (server-sent events), /progress/{identifier}.
         .nest(
             "/progress",
-            adapter::axum::progress_router(uploads, session_scope),
+            adapter::axum::progress_router::<SessionScope, _>(uploads),
         )
-        .layer(middleware::from_fn(session));
+        .with_state(sessions);
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
     println!("chunked-upload example server listening on http://{addr}/");
     tracing::info!(dir = %args.dir.display(), "assembled files go to the upload dir");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .await?;
+    // The client's address: sessions of requests without a cookie are derived from it.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
     Ok(())
 }
 
@@ -170,58 +205,26 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-// ---------------------------------------------------------------------------------------------
-// The session: an opaque random cookie, the scope of every upload request.
-
-/// The request's session id, set by [`session`].
-#[derive(Debug, Clone)]
-struct Session(String);
-
-/// Reads the session cookie, or makes a new session (and sets its cookie on the response).
-async fn session(mut request: Request, next: Next) -> Response {
-    let existing = request
-        .headers()
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|header| header.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == SESSION_COOKIE && is_session_id(value))
-        .map(|(_, value)| value.to_owned());
-    let (id, fresh) = match existing {
-        Some(id) => (id, false),
-        None => (new_session_id(), true),
+/// `GET /`: the page, with a random session when the browser has none yet (its scripts run
+/// after the cookie is set, so no request of the page can race it).
+async fn index(State(sessions): State<Sessions>, headers: HeaderMap) -> Response {
+    let request = SessionRequest {
+        cookies: headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect(),
+        ..SessionRequest::default()
     };
-    request.extensions_mut().insert(Session(id.clone()));
-    let mut response = next.run(request).await;
-    if fresh {
-        let cookie =
-            format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/; Max-Age=2592000");
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(SET_COOKIE, value);
-        }
+    let scope = sessions.page_scope(&request);
+    let mut response = asset("text/html; charset=utf-8", INDEX_HTML);
+    if let Some(cookie) = scope
+        .set_cookie()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        response.headers_mut().append(SET_COOKIE, cookie);
     }
     response
-}
-
-/// The upload scope of a request: its session id.
-fn session_scope(parts: &Parts) -> String {
-    parts
-        .extensions
-        .get::<Session>()
-        .map(|s| s.0.clone())
-        .unwrap_or_default()
-}
-
-/// 128 random bits, hex.
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random number generator");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn is_session_id(value: &str) -> bool {
-    value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,28 +284,4 @@ fn read_files(dir: &Path) -> std::io::Result<Vec<FileEntry>> {
             .then_with(|| a.name.cmp(&b.name))
     });
     Ok(files)
-}
-
-/// Removes expired uploads and leftovers every `interval`, starting now.
-async fn sweep_periodically(uploads: Uploads, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    loop {
-        ticks.tick().await;
-        let uploads = uploads.clone();
-        let started = Instant::now();
-        match tokio::task::spawn_blocking(move || uploads.sweep()).await {
-            Ok(Ok(report)) if report.uploads_expired + report.orphans_removed > 0 => {
-                tracing::info!(
-                    expired = report.uploads_expired,
-                    orphans = report.orphans_removed,
-                    bytes_freed = report.bytes_freed,
-                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    "sweep"
-                );
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "sweep failed"),
-            Err(e) => tracing::warn!(error = %e, "sweep task failed"),
-        }
-    }
 }

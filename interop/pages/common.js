@@ -186,15 +186,21 @@
 
   window.harness = harness;
 
-  // The example server scopes uploads by a session cookie that it issues on the first request
-  // without one. A page served by the app itself has the cookie from the page load; these pages
-  // are served by the harness, so they get it here, before the widget sends anything.
-  // Without this, the widget's first parallel requests each get a session of their own, and
-  // the chunks of one file land in different scopes (see README.md).
-  harness.session = false;
-  fetch('/files', { credentials: 'same-origin', cache: 'no-store' })
-    .then(() => { harness.session = true; })
-    .catch((e) => note(`GET /files failed: ${e}`));
+  // The example server scopes uploads by a session cookie that it signs. These pages are served
+  // by the harness, not by the server, so they have no cookie when they load.
+  //
+  //   ?cold=1   the page sends nothing: the widget's first requests (parallel chunks, test
+  //             requests) reach the server without a cookie, and must still land in one
+  //             session (the server derives it from the client; see the README).
+  //   otherwise the page asks GET /progress first (as an app showing the user's uploads
+  //             would), which sets the session before the widget sends anything.
+  harness.cold = params.get('cold') === '1';
+  harness.session = harness.cold;
+  if (!harness.cold) {
+    fetch('/progress', { credentials: 'same-origin', cache: 'no-store' })
+      .then(() => { harness.session = true; })
+      .catch((e) => note(`GET /progress failed: ${e}`));
+  }
   document.addEventListener('DOMContentLoaded', () => {
     const config = document.getElementById('config');
     if (config) config.textContent = `options: ${JSON.stringify(opts)}`;

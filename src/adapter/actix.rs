@@ -1,27 +1,42 @@
 //! actix-web 4: the [`upload`] and [`done`] handlers, [`UploadState::configure`] to register
-//! both, and [`UploadError`], the core's [`Error`] as an actix [`ResponseError`].
+//! both, [`SessionScope`], the signed-session scope, and [`UploadError`], the core's [`Error`]
+//! as an actix [`ResponseError`].
 //!
 //! Mount the routes under a [`web::scope`]: its path is the upload route (`GET` tests a chunk;
 //! `POST`, `PUT` and `PATCH` upload one) and `{path}/done` finalizes. Multipart forms are parsed
 //! with `actix-multipart`; the body is limited to the largest chunk plus form overhead.
 //!
+//! **The scope** (which keeps one user's uploads apart from another's) is decided the way
+//! actix-web decides such things: by an extractor, the `X` of `configure::<X>`. Any
+//! [`FromRequest`] type that converts [`Into<Scope>`](Scope) and reads only the request head
+//! will do: your app's authentication extractor, or [`SessionScope`], a signed session cookie
+//! for apps without accounts (it needs `web::Data<Sessions>` as app data). When the extractor
+//! fails, its error is the answer (a `401` of your auth extractor, say) and nothing is stored:
+//!
 //! ```no_run
-//! use actix_web::{App, HttpRequest, HttpServer, web};
-//! use chunked_upload::adapter::actix::UploadState;
+//! use actix_web::{App, HttpServer, web};
+//! use chunked_upload::adapter::actix::{SessionScope, UploadState};
+//! use chunked_upload::adapter::{SessionKey, Sessions};
 //! use chunked_upload::{Config, Uploads};
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())
 //!     .map_err(std::io::Error::other)?;
-//! // The caller's scope: a user id or a session cookie; here a header.
-//! let state = UploadState::new(uploads, |req: &HttpRequest| {
-//!     let user = req.headers().get("x-user-id").and_then(|v| v.to_str().ok());
-//!     user.unwrap_or_default().to_owned()
-//! });
+//! let sessions = web::Data::new(Sessions::new(SessionKey::generate()));
+//! let state = UploadState::new(uploads.clone());
+//! // Nothing sweeps unless asked: expired uploads and crash leftovers, every 10 minutes.
+//! chunked_upload::adapter::actix::spawn_sweep(uploads, std::time::Duration::from_secs(600));
 //! HttpServer::new(move || {
-//!     let state = state.clone();
-//!     // GET|POST /upload, POST /upload/done
-//!     App::new().service(web::scope("/upload").configure(|cfg| state.configure(cfg)))
+//!     let (state, progress) = (state.clone(), state.clone());
+//!     App::new()
+//!         .app_data(sessions.clone())
+//!         // GET|POST /upload, POST /upload/done
+//!         .service(web::scope("/upload").configure(|cfg| state.configure::<SessionScope>(cfg)))
+//!         // GET /progress, /progress/{identifier}
+//!         .service(
+//!             web::scope("/progress")
+//!                 .configure(|cfg| progress.configure_progress::<SessionScope>(cfg)),
+//!         )
 //! })
 //! .bind(("127.0.0.1", 8080))?
 //! .run()
@@ -29,51 +44,55 @@
 //! # }
 //! ```
 //!
+//! [`SessionScope`] derives the session of a request without a valid cookie from the peer's
+//! address and headers, so that a widget's parallel first chunks share one (see
+//! [`session`](super::session) for how, and for what it cannot tell apart).
+//!
 //! In a handler of your own, return `Result<_, UploadError>` and use `?` on the core's results:
 //! the error answers with the core's status and JSON.
+//!
+//! What the handlers do not do by themselves: sweep (call [`spawn_sweep`]); react to an assembled
+//! file (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled), which runs once
+//! per file, on the request's blocking thread, after the file is published and before the answer);
+//! print their logs (rejections and assembled files are [`tracing`] events: install a subscriber,
+//! e.g. `tracing_subscriber::fmt().init()`, to see them).
 
 use std::fmt;
-use std::sync::Arc;
+use std::future::{Ready, ready};
 use std::time::Instant;
 
 use actix_multipart::{Multipart, MultipartError};
+use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::StreamExt;
 
 use super::body::{BodyKind, Collector, Head, Purpose, log, too_large, unreadable};
+pub use super::sweep::spawn_sweep;
+use super::{Scope, SessionRequest, Sessions};
 use crate::{Error, Outcome, Reply, Result, Uploads};
 
 // The state is cloned into every worker thread.
 const _: fn() = || {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<UploadState>();
+    send_sync::<SessionScope>();
     send_sync::<UploadError>();
 };
 
-/// A function of the request that returns the caller's scope.
-pub type ScopeFn = dyn Fn(&HttpRequest) -> String + Send + Sync;
-
-/// What the handlers need: the [`Uploads`] and the scope function, registered as app data
+/// What the handlers need: the [`Uploads`], registered as app data
 /// (`web::Data<UploadState>`). Cheap to clone: one clone per worker.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct UploadState {
     uploads: Uploads,
-    scope: Arc<ScopeFn>,
 }
 
 impl UploadState {
-    /// Pairs the uploads with the function that derives a request's scope.
-    pub fn new(
-        uploads: Uploads,
-        scope: impl Fn(&HttpRequest) -> String + Send + Sync + 'static,
-    ) -> Self {
-        UploadState {
-            uploads,
-            scope: Arc::new(scope),
-        }
+    /// The state of the upload handlers.
+    pub fn new(uploads: Uploads) -> Self {
+        UploadState { uploads }
     }
 
     /// The uploads.
@@ -82,81 +101,133 @@ impl UploadState {
     }
 
     /// Registers this state as app data, the upload route at the scope's own path (`GET`,
-    /// `POST`, `PUT`, `PATCH`) and the finalize route at `/done` (`POST`). Use it inside a
-    /// [`web::scope`]: `web::scope("/upload").configure(|cfg| state.configure(cfg))`.
-    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+    /// `POST`, `PUT`, `PATCH`) and the finalize route at `/done` (`POST`), each request in the
+    /// scope the extractor `X` decides. Use it inside a [`web::scope`]:
+    /// `web::scope("/upload").configure(|cfg| state.configure::<SessionScope>(cfg))`.
+    pub fn configure<X>(&self, cfg: &mut web::ServiceConfig)
+    where
+        X: FromRequest + Into<Scope> + 'static,
+    {
         cfg.app_data(web::Data::new(self.clone()))
             .service(
                 web::resource("")
-                    .route(web::get().to(upload))
-                    .route(web::post().to(upload))
-                    .route(web::put().to(upload))
-                    .route(web::patch().to(upload)),
+                    .route(web::get().to(upload::<X>))
+                    .route(web::post().to(upload::<X>))
+                    .route(web::put().to(upload::<X>))
+                    .route(web::patch().to(upload::<X>)),
             )
-            .service(web::resource("/done").route(web::post().to(done)));
+            .service(web::resource("/done").route(web::post().to(done::<X>)));
     }
 
-    /// Registers this state as app data and the progress routes of the caller's scope: the
-    /// scope's own path lists every upload (JSON array), `/{identifier}` reports one (404 when
-    /// the scope has none of that identifier). Use it inside a [`web::scope`]:
-    /// `web::scope("/progress").configure(|cfg| state.configure_progress(cfg))`.
-    pub fn configure_progress(&self, cfg: &mut web::ServiceConfig) {
+    /// Registers this state as app data and the progress routes of the caller's scope, as the
+    /// extractor `X` decides it: the scope's own path lists every upload (JSON array),
+    /// `/{identifier}` reports one (404 when the scope has none of that identifier). Use it
+    /// inside a [`web::scope`]:
+    /// `web::scope("/progress").configure(|cfg| state.configure_progress::<SessionScope>(cfg))`.
+    pub fn configure_progress<X>(&self, cfg: &mut web::ServiceConfig)
+    where
+        X: FromRequest + Into<Scope> + 'static,
+    {
         cfg.app_data(web::Data::new(self.clone()))
-            .service(web::resource("").route(web::get().to(progress)))
-            .service(web::resource("/{identifier}").route(web::get().to(progress_one)));
+            .service(web::resource("").route(web::get().to(progress::<X>)))
+            .service(web::resource("/{identifier}").route(web::get().to(progress_one::<X>)));
     }
 }
 
-/// The caller's uploads as JSON ([`Reply::progress`]). Needs `web::Data<UploadState>`.
-pub async fn progress(req: HttpRequest, state: web::Data<UploadState>) -> HttpResponse {
-    let scope = (state.scope)(&req);
-    http_response(Reply::progress(&state.uploads, &scope, None))
+/// The scope of a browser's signed session ([`Sessions::scope`]): the session of its
+/// `cu_session` cookie when the server issued it, else the session derived from the peer's
+/// address and headers, whose cookie the answer sets. Needs `web::Data<Sessions>` as app data.
+///
+/// # Errors
+/// `500` when there is no `web::Data<Sessions>`; `400` ([`Error::NoSession`]) for a request
+/// without a valid cookie whose peer address is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionScope(pub Scope);
+
+impl FromRequest for SessionScope {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<SessionScope, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(sessions) = req.app_data::<web::Data<Sessions>>() else {
+            tracing::error!("SessionScope needs web::Data<Sessions> as app data");
+            return ready(Err(actix_web::error::ErrorInternalServerError(
+                "the server's sessions are not configured",
+            )));
+        };
+        let text = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        let request = SessionRequest {
+            cookies: req
+                .headers()
+                .get_all(header::COOKIE)
+                .filter_map(|v| v.to_str().ok())
+                .collect(),
+            address: req.peer_addr().map(|peer| peer.ip()),
+            user_agent: text(header::USER_AGENT),
+            accept_language: text(header::ACCEPT_LANGUAGE),
+        };
+        ready(
+            sessions
+                .scope(&request)
+                .map(SessionScope)
+                .map_err(|e| UploadError(e).into()),
+        )
+    }
+}
+
+impl From<SessionScope> for Scope {
+    fn from(session: SessionScope) -> Scope {
+        session.0
+    }
+}
+
+/// The caller's uploads as JSON ([`Reply::progress`]), in the scope `X` decides. Needs
+/// `web::Data<UploadState>`.
+pub async fn progress<X: Into<Scope>>(scope: X, state: web::Data<UploadState>) -> HttpResponse {
+    let scope = scope.into();
+    let reply = Reply::progress(&state.uploads, scope.value(), None);
+    http_response(reply, Some(&scope))
 }
 
 /// One upload of the caller's scope as JSON, 404 when the scope has none of that identifier.
 /// Needs `web::Data<UploadState>` and an `{identifier}` path segment.
-pub async fn progress_one(
-    req: HttpRequest,
+pub async fn progress_one<X: Into<Scope>>(
+    scope: X,
     state: web::Data<UploadState>,
     identifier: web::Path<String>,
 ) -> HttpResponse {
-    let scope = (state.scope)(&req);
-    http_response(Reply::progress(&state.uploads, &scope, Some(&identifier)))
+    let scope = scope.into();
+    let reply = Reply::progress(&state.uploads, scope.value(), Some(&identifier));
+    http_response(reply, Some(&scope))
 }
 
-impl fmt::Debug for UploadState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UploadState")
-            .field("uploads", &self.uploads)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The upload route's handler: a test request or a chunk upload. Needs
-/// `web::Data<UploadState>` as app data.
-///
-/// # Errors
-/// The core's [`Error`] as an [`UploadError`] (its response: 204 for an absent chunk, 4xx for a
-/// refused request, 5xx for a server-side failure).
-pub async fn upload(
+/// The upload route's handler: a test request or a chunk upload, in the scope `X` decides
+/// (when `X` fails, its error is the answer). Needs `web::Data<UploadState>` as app data.
+/// Answers with the core's [`Reply`] (204 for an absent chunk, 4xx for a refused request, 5xx
+/// for a server-side failure), with the scope's session cookie, if new.
+pub async fn upload<X: Into<Scope>>(
+    scope: X,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<UploadState>,
-) -> Result<HttpResponse, UploadError> {
-    handled(&state, Purpose::Save, &req, payload).await
+) -> HttpResponse {
+    handled(&state, Purpose::Save, scope.into(), &req, payload).await
 }
 
 /// The finalize ("done") route's handler: finalizes the upload the parameters name
-/// ([`Uploads::finalize_request`]); idempotent. Needs `web::Data<UploadState>` as app data.
-///
-/// # Errors
-/// As [`upload`].
-pub async fn done(
+/// ([`Uploads::finalize_request`]) in the scope `X` decides; idempotent. Needs
+/// `web::Data<UploadState>` as app data. Answers as [`upload`].
+pub async fn done<X: Into<Scope>>(
+    scope: X,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<UploadState>,
-) -> Result<HttpResponse, UploadError> {
-    handled(&state, Purpose::Finalize, &req, payload).await
+) -> HttpResponse {
+    handled(&state, Purpose::Finalize, scope.into(), &req, payload).await
 }
 
 /// The core's [`Error`] as an actix-web error: its response is [`Reply::error`].
@@ -187,14 +258,18 @@ impl ResponseError for UploadError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        http_response(Reply::error(&self.0))
+        http_response(Reply::error(&self.0), None)
     }
 }
 
-/// The response for a reply: status, JSON body with `Content-Type` if any, `Retry-After`.
-fn http_response(reply: Reply) -> HttpResponse {
+/// The response for a reply: status, JSON body with `Content-Type` if any, `Retry-After`, and
+/// the scope's `Set-Cookie`, if it has one.
+fn http_response(reply: Reply, scope: Option<&Scope>) -> HttpResponse {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
+    if let Some(cookie) = scope.and_then(Scope::set_cookie) {
+        response.append_header((header::SET_COOKIE, cookie));
+    }
     if let Some(content_type) = reply.content_type() {
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
     }
@@ -211,18 +286,20 @@ fn http_response(reply: Reply) -> HttpResponse {
 async fn handled(
     state: &UploadState,
     purpose: Purpose,
+    scope: Scope,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, UploadError> {
+) -> HttpResponse {
     let started = Instant::now();
-    let result = receive(state, purpose, req, payload).await;
+    let result = receive(state, purpose, scope.value().to_owned(), req, payload).await;
     log(&result, started);
-    Ok(http_response(Reply::outcome(&result?)))
+    http_response(Reply::from_result(&result), Some(&scope))
 }
 
 async fn receive(
     state: &UploadState,
     purpose: Purpose,
+    scope: String,
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Outcome> {
@@ -237,7 +314,6 @@ async fn receive(
         content_type: header(header::CONTENT_TYPE),
         content_length: header(header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
     };
-    let scope = (state.scope)(req);
     let (collector, kind) = Collector::begin(&state.uploads, purpose, &head, scope)?;
     let limit = state.uploads.max_request_body();
     let data = |payload: web::Payload| payload.map(|piece| piece.map_err(unreadable));

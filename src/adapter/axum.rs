@@ -1,50 +1,133 @@
-//! axum 0.8: a ready [`router`], and the extractors it is made of for routes of your own.
+//! axum 0.8: a ready [`router`] and [`progress_router`], the extractors they are made of for
+//! routes of your own, and [`SessionScope`], the signed-session scope.
 //!
 //! [`router`] serves the upload route at `/` (`GET` tests a chunk; `POST`, `PUT` and `PATCH`
 //! upload one) and the finalize route at `/done` (`POST`); mount it where you like with
-//! [`Router::nest`]. The scope, which keeps one user's uploads apart from another's, is a
-//! function of the request head (a session cookie, an authenticated user id).
+//! [`Router::nest`].
+//!
+//! **The scope** (which keeps one user's uploads apart from another's) is decided the way axum
+//! decides such things: by an extractor, the `X` of `router::<X, _>`. Any
+//! [`FromRequestParts`] type that converts [`Into<Scope>`](Scope) will do: your app's
+//! authentication extractor (async, with your app's state, your session store), or
+//! [`SessionScope`], a signed session cookie for apps without accounts. When the extractor
+//! rejects a request, its rejection is the answer (a `401` of your auth extractor, say) and
+//! nothing is stored:
 //!
 //! ```no_run
+//! use axum::extract::FromRequestParts;
+//! use axum::http::{StatusCode, request::Parts};
 //! use axum::Router;
-//! use axum::http::request::Parts;
-//! use chunked_upload::{Config, Uploads, adapter};
+//! use chunked_upload::adapter::{self, Scope};
+//! use chunked_upload::{Config, Uploads};
+//!
+//! /// A signed-in user; requests without a valid token are refused with 401.
+//! struct User(String);
+//!
+//! impl<S: Send + Sync> FromRequestParts<S> for User {
+//!     type Rejection = (StatusCode, &'static str);
+//!
+//!     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+//!         let token = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+//!         match token.and_then(|t| t.strip_prefix("Bearer ")) {
+//!             Some(user) if !user.is_empty() => Ok(User(user.to_owned())), // check it, really
+//!             _ => Err((StatusCode::UNAUTHORIZED, "sign in first")),
+//!         }
+//!     }
+//! }
+//!
+//! impl From<User> for Scope {
+//!     fn from(user: User) -> Scope {
+//!         Scope::new(user.0)
+//!     }
+//! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
-//! let scope = |parts: &Parts| {
-//!     let user = parts.headers.get("x-user-id").and_then(|v| v.to_str().ok());
-//!     user.unwrap_or_default().to_owned()
-//! };
 //! // POST /upload, GET /upload (test), POST /upload/done (finalize).
-//! let app = Router::new().nest("/upload", adapter::axum::router(uploads, scope));
+//! let app: Router = Router::new()
+//!     .nest("/upload", adapter::axum::router::<User, _>(uploads.clone()))
+//!     // GET /progress, /progress/{identifier}, /progress/events (server-sent events)
+//!     .nest("/progress", adapter::axum::progress_router::<User, _>(uploads.clone()));
+//! // Nothing sweeps unless asked: expired uploads and crash leftovers, every 10 minutes.
+//! adapter::axum::spawn_sweep(uploads, std::time::Duration::from_secs(600));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(())
 //! # }
 //! ```
 //!
+//! Without accounts, [`SessionScope`] gives each browser a session cookie signed with a
+//! [`Sessions`] key (found through [`FromRef`] on the router's state). A widget on a page the
+//! server did not serve sends its first chunks in parallel, before any cookie is set: they all
+//! get the same session, derived from the client's address and headers (see
+//! [`session`](super::session) for how, and for what it cannot tell apart). The client's
+//! address comes from [`ConnectInfo`]: serve the app with
+//! `into_make_service_with_connect_info::<SocketAddr>()`, or cookieless requests are refused
+//! with `400` ([`Error::NoSession`]).
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use axum::Router;
+//! use chunked_upload::adapter::{self, axum::SessionScope, SessionKey, Sessions};
+//! use chunked_upload::{Config, Uploads};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
+//! let key = std::env::var("CHUNKED_UPLOAD_SIGNING_KEY")?; // at least 32 bytes
+//! let app = Router::new()
+//!     .nest("/upload", adapter::axum::router::<SessionScope, _>(uploads.clone()))
+//!     .nest("/progress", adapter::axum::progress_router::<SessionScope, _>(uploads))
+//!     .with_state(Sessions::new(SessionKey::new(key)?));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! In a handler of your own, [`UploadChunk`] handles the request and yields the
-//! [`Outcome`]; its rejection, [`UploadRejection`], answers with the core's status (204 for a
-//! test request whose chunk is absent). Both need an [`UploadState`] reachable from the router's
-//! state through [`FromRef`]:
+//! [`Outcome`]; its rejection, [`UploadRejection`], answers with the scope extractor's
+//! rejection or the core's status (204 for a test request whose chunk is absent). It needs an
+//! [`UploadState`] reachable from the router's state through [`FromRef`]:
 //!
 //! ```no_run
 //! use axum::Router;
+//! use axum::extract::FromRef;
 //! use axum::routing::get;
-//! use chunked_upload::adapter::axum::{UploadChunk, UploadState};
+//! use chunked_upload::adapter::axum::{SessionScope, UploadChunk, UploadState};
+//! use chunked_upload::adapter::{SessionKey, Sessions};
 //! use chunked_upload::{Config, Outcome, Uploads};
 //!
-//! async fn upload(UploadChunk(outcome): UploadChunk) -> UploadChunk {
-//!     if let Outcome::Assembled { file, fresh: true } = &outcome {
+//! #[derive(Clone)]
+//! struct AppState {
+//!     uploads: UploadState,
+//!     sessions: Sessions,
+//! }
+//!
+//! impl FromRef<AppState> for UploadState {
+//!     fn from_ref(state: &AppState) -> UploadState {
+//!         state.uploads.clone()
+//!     }
+//! }
+//!
+//! impl FromRef<AppState> for Sessions {
+//!     fn from_ref(state: &AppState) -> Sessions {
+//!         state.sessions.clone()
+//!     }
+//! }
+//!
+//! async fn upload(chunk: UploadChunk<SessionScope>) -> UploadChunk<SessionScope> {
+//!     if let Outcome::Assembled { file, fresh: true } = &chunk.outcome {
 //!         println!("{} is complete ({} bytes)", file.location, file.size);
 //!     }
-//!     UploadChunk(outcome)
+//!     chunk
 //! }
 //!
 //! # fn app() -> chunked_upload::Result<Router> {
 //! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
-//! let state = UploadState::new(uploads, |_: &axum::http::request::Parts| String::new());
+//! let state = AppState {
+//!     uploads: UploadState::new(uploads),
+//!     sessions: Sessions::new(SessionKey::generate()),
+//! };
 //! let app: Router = Router::new()
 //!     .route("/upload", get(upload).post(upload))
 //!     .with_state(state);
@@ -58,27 +141,25 @@
 //! [`progress_router`] reports the caller's uploads ([`crate::ProgressMonitor`]): `GET /` all
 //! of them as JSON, `GET /{identifier}` one (404 when the caller's scope has no such upload),
 //! and `GET /events` a stream of server-sent events, one `progress` event per upload whenever
-//! it changes, at most four times a second:
+//! it changes, at most four times a second.
 //!
-//! ```no_run
-//! # use axum::Router;
-//! # use chunked_upload::{Config, Uploads, adapter};
-//! # fn app(uploads: Uploads) -> Router {
-//! let scope = |_: &axum::http::request::Parts| String::from("user-1");
-//! Router::new()
-//!     .nest("/upload", adapter::axum::router(uploads.clone(), scope))
-//!     .nest("/progress", adapter::axum::progress_router(uploads, scope))
-//! # }
-//! ```
+//! What the router does not do by itself: sweep (call [`spawn_sweep`]); react to an assembled file
+//! (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled), which runs once per
+//! file, on the request's blocking thread, after the file is published and before the answer);
+//! print its logs (rejections and assembled files are [`tracing`] events: install a subscriber,
+//! e.g. `tracing_subscriber::fmt().init()`, to see them).
 
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Multipart, Path, Request,
+};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::sse::{Event, Sse};
@@ -88,35 +169,31 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
 use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
-use super::http_common::{head, response};
+use super::http_common::{head, response, session_scope, set_cookie};
+pub use super::sweep::spawn_sweep;
+use super::{Scope, Sessions};
 use crate::{Error, Outcome, ProgressCursor, Reply, Result, Uploads};
 
 // Handlers run on any worker thread.
 const _: fn() = || {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<UploadState>();
-    send_sync::<UploadChunk>();
+    send_sync::<SessionScope>();
+    send_sync::<UploadChunk<SessionScope>>();
     send_sync::<UploadRejection>();
 };
 
-/// A function of the request head that returns the caller's scope.
-pub type ScopeFn = dyn Fn(&Parts) -> String + Send + Sync;
-
-/// What the extractors need: the [`Uploads`] and the scope function. Cheap to clone; use it as
-/// router state, or make it reachable from yours with [`FromRef`].
-#[derive(Clone)]
+/// What [`UploadChunk`] and [`FinalizeUpload`] need: the [`Uploads`]. Cheap to clone; use it
+/// as router state, or make it reachable from yours with [`FromRef`].
+#[derive(Debug, Clone)]
 pub struct UploadState {
     uploads: Uploads,
-    scope: Arc<ScopeFn>,
 }
 
 impl UploadState {
-    /// Pairs the uploads with the function that derives a request's scope.
-    pub fn new(uploads: Uploads, scope: impl Fn(&Parts) -> String + Send + Sync + 'static) -> Self {
-        UploadState {
-            uploads,
-            scope: Arc::new(scope),
-        }
+    /// The state of the upload extractors.
+    pub fn new(uploads: Uploads) -> Self {
+        UploadState { uploads }
     }
 
     /// The uploads.
@@ -125,73 +202,106 @@ impl UploadState {
     }
 }
 
-impl fmt::Debug for UploadState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UploadState")
-            .field("uploads", &self.uploads)
-            .finish_non_exhaustive()
+/// The scope of a browser's signed session ([`Sessions::scope`]): the session of its
+/// `cu_session` cookie when the server issued it, else the session derived from the client's
+/// address ([`ConnectInfo`]) and headers, whose cookie the answer sets. Needs [`Sessions`]
+/// reachable from the router's state through [`FromRef`].
+///
+/// # Errors
+/// Rejects with `400` ([`Error::NoSession`]) a request without a valid cookie when the app is
+/// not served with the client's address (`into_make_service_with_connect_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionScope(pub Scope);
+
+impl<S> FromRequestParts<S> for SessionScope
+where
+    S: Send + Sync,
+    Sessions: FromRef<S>,
+{
+    type Rejection = UploadRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        session_scope(&Sessions::from_ref(state), &parts.headers, address)
+            .map(SessionScope)
+            .map_err(UploadRejection::from)
+    }
+}
+
+impl From<SessionScope> for Scope {
+    fn from(session: SessionScope) -> Scope {
+        session.0
     }
 }
 
 /// A router with the upload route at `/` (`GET`, `POST`, `PUT`, `PATCH`) and the finalize route
-/// at `/done` (`POST`). Nest it under the path of your choice.
-pub fn router<S>(
-    uploads: Uploads,
-    scope: impl Fn(&Parts) -> String + Send + Sync + 'static,
-) -> Router<S>
+/// at `/done` (`POST`), each request in the scope the extractor `X` decides (its rejection is
+/// the answer). Nest it under the path of your choice; `S` is your router's state, which `X`
+/// may use.
+pub fn router<X, S>(uploads: Uploads) -> Router<S>
 where
+    X: FromRequestParts<S> + Into<Scope> + Send + 'static,
     S: Clone + Send + Sync + 'static,
 {
-    async fn upload(chunk: UploadChunk) -> UploadChunk {
-        chunk
-    }
-    async fn done(done: FinalizeUpload) -> FinalizeUpload {
-        done
-    }
+    let for_done = uploads.clone();
+    let upload = move |scope: X, req: Request| {
+        let uploads = uploads.clone();
+        async move { answer(&uploads, Purpose::Save, scope.into(), req).await }
+    };
+    let done = move |scope: X, req: Request| {
+        let uploads = for_done.clone();
+        async move { answer(&uploads, Purpose::Finalize, scope.into(), req).await }
+    };
     Router::new()
-        .route("/", get(upload).post(upload).put(upload).patch(upload))
+        .route(
+            "/",
+            get(upload.clone())
+                .post(upload.clone())
+                .put(upload.clone())
+                .patch(upload),
+        )
         .route("/done", post(done))
-        .with_state(UploadState::new(uploads, scope))
 }
 
-/// Progress routes for the caller's scope: `GET /` (every upload, a JSON array), `GET /events`
-/// (server-sent events: a `progress` event with one upload's JSON whenever it changes, polled
-/// four times a second, and a keep-alive comment every 15 s), `GET /{identifier}` (one upload;
-/// 404 when the scope has none of that identifier). Nest it under the path of your choice.
-pub fn progress_router<S>(
-    uploads: Uploads,
-    scope: impl Fn(&Parts) -> String + Send + Sync + 'static,
-) -> Router<S>
+/// Progress routes for the caller's scope, as the extractor `X` decides it: `GET /` (every
+/// upload, a JSON array), `GET /events` (server-sent events: a `progress` event with one
+/// upload's JSON whenever it changes, polled four times a second, and a keep-alive comment
+/// every 15 s), `GET /{identifier}` (one upload; 404 when the scope has none of that
+/// identifier). Nest it under the path of your choice.
+pub fn progress_router<X, S>(uploads: Uploads) -> Router<S>
 where
+    X: FromRequestParts<S> + Into<Scope> + Send + 'static,
     S: Clone + Send + Sync + 'static,
 {
-    async fn list(State(state): State<UploadState>, parts: Parts) -> Response {
-        let scope = (state.scope)(&parts);
-        response(Reply::progress(&state.uploads, &scope, None))
-    }
-    async fn one(
-        State(state): State<UploadState>,
-        Path(id): Path<String>,
-        parts: Parts,
-    ) -> Response {
-        let scope = (state.scope)(&parts);
-        response(Reply::progress(&state.uploads, &scope, Some(&id)))
-    }
-    async fn events(State(state): State<UploadState>, parts: Parts) -> Response {
-        let scope = (state.scope)(&parts);
-        let mut response = Sse::new(progress_events(state.uploads.clone(), scope)).into_response();
+    let (for_one, for_events) = (uploads.clone(), uploads.clone());
+    let list = move |scope: X| {
+        let scope: Scope = scope.into();
+        let reply = Reply::progress(&uploads, scope.value(), None);
+        async move { set_cookie::<Body>(response(reply), Some(&scope)) }
+    };
+    let one = move |scope: X, Path(id): Path<String>| {
+        let scope: Scope = scope.into();
+        let reply = Reply::progress(&for_one, scope.value(), Some(&id));
+        async move { set_cookie::<Body>(response(reply), Some(&scope)) }
+    };
+    let events = move |scope: X| {
+        let scope: Scope = scope.into();
+        let events = progress_events(for_events.clone(), scope.value().to_owned());
+        let mut response = Sse::new(events).into_response();
         // Proxies must not buffer the stream.
         response.headers_mut().insert(
             "x-accel-buffering",
             axum::http::HeaderValue::from_static("no"),
         );
-        response
-    }
+        async move { set_cookie(response, Some(&scope)) }
+    };
     Router::new()
         .route("/", get(list))
         .route("/events", get(events))
         .route("/{identifier}", get(one))
-        .with_state(UploadState::new(uploads, scope))
 }
 
 /// How often the event stream looks for changes.
@@ -235,105 +345,207 @@ fn progress_events(
     .flatten()
 }
 
-/// Extractor for the upload route: handles the request (test or chunk upload, assembling the
-/// file when it completes) and yields what happened. Answers `200` with the core's JSON when
-/// returned as a response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadChunk(pub Outcome);
+/// Extractor for the upload route: decides the scope with `X`, handles the request (test or
+/// chunk upload, assembling the file when it completes) and yields what happened. Answers
+/// `200` with the core's JSON (and the scope's session cookie, if new) when returned as a
+/// response. Needs [`UploadState`] reachable from the router's state through [`FromRef`].
+pub struct UploadChunk<X> {
+    /// What happened.
+    pub outcome: Outcome,
+    /// The scope the request was handled in.
+    pub scope: Scope,
+    scope_from: PhantomData<fn() -> X>,
+}
 
-/// Extractor for the finalize ("done") route: finalizes the upload the parameters name
-/// ([`Uploads::finalize_request`]); idempotent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FinalizeUpload(pub Outcome);
+/// Extractor for the finalize ("done") route: decides the scope with `X` and finalizes the
+/// upload the parameters name ([`Uploads::finalize_request`]); idempotent. Answers like
+/// [`UploadChunk`].
+pub struct FinalizeUpload<X> {
+    /// What happened.
+    pub outcome: Outcome,
+    /// The scope the request was handled in.
+    pub scope: Scope,
+    scope_from: PhantomData<fn() -> X>,
+}
 
-/// The rejection of [`UploadChunk`] and [`FinalizeUpload`]: the core's [`Error`], answered with
-/// [`Reply::error`] (204 with an empty body for a test request whose chunk is absent).
+/// The rejection of [`UploadChunk`], [`FinalizeUpload`] and [`SessionScope`]: the scope
+/// extractor's own rejection, answered as it is, or the core's [`Error`], answered with
+/// [`Reply::error`] (204 with an empty body for a test request whose chunk is absent) and the
+/// scope's session cookie, if new.
 #[derive(Debug)]
-pub struct UploadRejection(pub Error);
+pub enum UploadRejection<R = Infallible> {
+    /// The scope extractor refused the request.
+    Scope(R),
+    /// The core refused the request.
+    Upload {
+        /// Why.
+        error: Error,
+        /// The scope it was refused in, if one was decided.
+        scope: Option<Scope>,
+    },
+}
 
-impl<S> FromRequest<S> for UploadChunk
+impl<S, X> FromRequest<S> for UploadChunk<X>
 where
     S: Send + Sync,
     UploadState: FromRef<S>,
+    X: FromRequestParts<S> + Into<Scope>,
 {
-    type Rejection = UploadRejection;
+    type Rejection = UploadRejection<X::Rejection>;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        handled(&UploadState::from_ref(state), Purpose::Save, req)
-            .await
-            .map(UploadChunk)
-            .map_err(UploadRejection)
+        let (scope, outcome) = extract::<S, X>(Purpose::Save, req, state).await?;
+        Ok(UploadChunk {
+            outcome,
+            scope,
+            scope_from: PhantomData,
+        })
     }
 }
 
-impl<S> FromRequest<S> for FinalizeUpload
+impl<S, X> FromRequest<S> for FinalizeUpload<X>
 where
     S: Send + Sync,
     UploadState: FromRef<S>,
+    X: FromRequestParts<S> + Into<Scope>,
 {
-    type Rejection = UploadRejection;
+    type Rejection = UploadRejection<X::Rejection>;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        handled(&UploadState::from_ref(state), Purpose::Finalize, req)
-            .await
-            .map(FinalizeUpload)
-            .map_err(UploadRejection)
+        let (scope, outcome) = extract::<S, X>(Purpose::Finalize, req, state).await?;
+        Ok(FinalizeUpload {
+            outcome,
+            scope,
+            scope_from: PhantomData,
+        })
     }
 }
 
-impl IntoResponse for UploadChunk {
+/// The scope `X` decides, and the outcome of the request in it.
+async fn extract<S, X>(
+    purpose: Purpose,
+    req: Request,
+    state: &S,
+) -> Result<(Scope, Outcome), UploadRejection<X::Rejection>>
+where
+    S: Send + Sync,
+    UploadState: FromRef<S>,
+    X: FromRequestParts<S> + Into<Scope>,
+{
+    let (mut parts, body) = req.into_parts();
+    let scope: Scope = X::from_request_parts(&mut parts, state)
+        .await
+        .map_err(UploadRejection::Scope)?
+        .into();
+    let uploads = UploadState::from_ref(state).uploads;
+    let req = Request::from_parts(parts, body);
+    match handled(&uploads, purpose, scope.value().to_owned(), req).await {
+        Ok(outcome) => Ok((scope, outcome)),
+        Err(error) => Err(UploadRejection::Upload {
+            error,
+            scope: Some(scope),
+        }),
+    }
+}
+
+impl<X> IntoResponse for UploadChunk<X> {
     fn into_response(self) -> Response {
-        response(Reply::outcome(&self.0))
+        set_cookie(response(Reply::outcome(&self.outcome)), Some(&self.scope))
     }
 }
 
-impl IntoResponse for FinalizeUpload {
+impl<X> IntoResponse for FinalizeUpload<X> {
     fn into_response(self) -> Response {
-        response(Reply::outcome(&self.0))
+        set_cookie(response(Reply::outcome(&self.outcome)), Some(&self.scope))
     }
 }
 
-impl IntoResponse for UploadRejection {
-    fn into_response(self) -> Response {
-        response(Reply::error(&self.0))
-    }
-}
-
-impl From<Error> for UploadRejection {
-    fn from(error: Error) -> Self {
-        UploadRejection(error)
-    }
-}
-
-impl fmt::Display for UploadRejection {
+impl<X> fmt::Debug for UploadChunk<X> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        f.debug_struct("UploadChunk")
+            .field("outcome", &self.outcome)
+            .field("scope", &self.scope)
+            .finish()
     }
 }
 
-impl std::error::Error for UploadRejection {
+impl<X> fmt::Debug for FinalizeUpload<X> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FinalizeUpload")
+            .field("outcome", &self.outcome)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl<R: IntoResponse> IntoResponse for UploadRejection<R> {
+    fn into_response(self) -> Response {
+        match self {
+            UploadRejection::Scope(rejection) => rejection.into_response(),
+            UploadRejection::Upload { error, scope } => {
+                set_cookie(response(Reply::error(&error)), scope.as_ref())
+            }
+        }
+    }
+}
+
+impl<R> From<Error> for UploadRejection<R> {
+    fn from(error: Error) -> Self {
+        UploadRejection::Upload { error, scope: None }
+    }
+}
+
+impl<R: fmt::Display> fmt::Display for UploadRejection<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UploadRejection::Scope(rejection) => write!(f, "scope refused: {rejection}"),
+            UploadRejection::Upload { error, .. } => error.fmt(f),
+        }
+    }
+}
+
+impl<R: fmt::Debug + fmt::Display> std::error::Error for UploadRejection<R> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        match self {
+            UploadRejection::Scope(_) => None,
+            UploadRejection::Upload { error, .. } => Some(error),
+        }
     }
 }
 
-async fn handled(state: &UploadState, purpose: Purpose, req: Request) -> Result<Outcome> {
+/// The answer to an upload-route request in `scope`: the core's reply, with the scope's
+/// session cookie, if new.
+async fn answer(uploads: &Uploads, purpose: Purpose, scope: Scope, req: Request) -> Response {
+    let result = handled(uploads, purpose, scope.value().to_owned(), req).await;
+    set_cookie(response(Reply::from_result(&result)), Some(&scope))
+}
+
+async fn handled(
+    uploads: &Uploads,
+    purpose: Purpose,
+    scope: String,
+    req: Request,
+) -> Result<Outcome> {
     let started = Instant::now();
-    let result = receive(state, purpose, req).await;
+    let result = receive(uploads, purpose, scope, req).await;
     log(&result, started);
     result
 }
 
-async fn receive(state: &UploadState, purpose: Purpose, req: Request) -> Result<Outcome> {
+async fn receive(
+    uploads: &Uploads,
+    purpose: Purpose,
+    scope: String,
+    req: Request,
+) -> Result<Outcome> {
     let (parts, body) = req.into_parts();
-    let scope = (state.scope)(&parts);
-    let (collector, kind) = Collector::begin(&state.uploads, purpose, &head(&parts), scope)?;
+    let (collector, kind) = Collector::begin(uploads, purpose, &head(&parts), scope)?;
     match kind {
         BodyKind::None => collector.finish().await,
         BodyKind::Raw => collector.raw(data(body)).await,
         BodyKind::Form => collector.form(data(body)).await?.finish().await,
         BodyKind::Multipart => {
-            let limit = state.uploads.max_request_body();
+            let limit = uploads.max_request_body();
             let mut req = Request::from_parts(parts, body);
             DefaultBodyLimit::max(usize::try_from(limit).unwrap_or(usize::MAX)).apply(&mut req);
             let mut multipart = Multipart::from_request(req, &())

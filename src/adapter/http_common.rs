@@ -1,12 +1,17 @@
 //! The `http` crate's types, shared by the adapters built on them (axum and hyper): reading a
-//! request head, writing a [`Reply`] as a response.
+//! request head, deciding its session, writing a [`Reply`] as a response.
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use std::net::IpAddr;
+
+use http::header::{
+    ACCEPT_LANGUAGE, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE, USER_AGENT,
+};
 use http::request::Parts;
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::body::Head;
-use crate::Reply;
+use super::{Scope, SessionRequest, Sessions};
+use crate::{Reply, Result};
 
 /// What the collector needs from a request head.
 pub(crate) fn head(parts: &Parts) -> Head<'_> {
@@ -38,6 +43,41 @@ pub(crate) fn response<B: From<String>>(reply: Reply) -> Response<B> {
     }
     if let Some(seconds) = reply.retry_after {
         headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// The session scope of a request to an upload route ([`Sessions::scope`]), from its headers and
+/// the client's address.
+pub(crate) fn session_scope(
+    sessions: &Sessions,
+    headers: &HeaderMap,
+    address: Option<IpAddr>,
+) -> Result<Scope> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let request = SessionRequest {
+        cookies: headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect(),
+        address,
+        user_agent: text(USER_AGENT),
+        accept_language: text(ACCEPT_LANGUAGE),
+    };
+    sessions.scope(&request)
+}
+
+/// Adds the scope's `Set-Cookie`, if it has one, to a response.
+pub(crate) fn set_cookie<B>(mut response: Response<B>, scope: Option<&Scope>) -> Response<B> {
+    if let Some(cookie) = scope.and_then(Scope::set_cookie)
+        && let Ok(value) = HeaderValue::from_str(cookie)
+    {
+        response.headers_mut().append(SET_COOKIE, value);
     }
     response
 }

@@ -3,54 +3,69 @@
 //! [`hyper::service::Service`].
 //!
 //! [`handle`] is the upload route (`GET` tests a chunk; `POST`, `PUT` and `PATCH` upload one),
-//! [`finalize`] the "done" route. [`service`] serves both: requests whose path ends in `/done`
-//! finalize, every other request goes to [`handle`]. Multipart forms are parsed with `multer`;
-//! the body is limited to the largest chunk plus form overhead.
+//! [`finalize`] the "done" route, [`progress`] the caller's progress. Multipart forms are parsed
+//! with `multer`; the body is limited to the largest chunk plus form overhead.
+//!
+//! **The scope** (which keeps one user's uploads apart from another's) is decided the way hyper
+//! decides anything: by your code, before the call. Each function takes the [`Scope`] your
+//! (async) function of the request decided; refuse a request by answering it yourself (a `401`,
+//! say) instead of calling them. For apps without accounts, [`session_scope`] gives each
+//! browser a session cookie signed with a [`Sessions`] key; hyper does not tell a request
+//! its peer's address, so pass the one your accept loop got:
 //!
 //! ```no_run
-//! use chunked_upload::{Config, Uploads, adapter};
+//! use std::convert::Infallible;
+//! use chunked_upload::adapter::{self, SessionKey, Sessions};
+//! use chunked_upload::{Config, Uploads};
 //! use hyper_util::rt::TokioIo;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
-//! // No scope: every client shares one namespace (fine for a single-user tool).
-//! let service = adapter::hyper::service(uploads, |_: &http::request::Parts| String::new());
+//! let sessions = Sessions::new(SessionKey::new(std::env::var("CHUNKED_UPLOAD_SIGNING_KEY")?)?);
+//! // Nothing sweeps unless asked: expired uploads and crash leftovers, every 10 minutes.
+//! adapter::hyper::spawn_sweep(uploads.clone(), std::time::Duration::from_secs(600));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! loop {
-//!     let (stream, _) = listener.accept().await?;
-//!     let service = service.clone();
+//!     let (stream, peer) = listener.accept().await?;
+//!     let (uploads, sessions) = (uploads.clone(), sessions.clone());
+//!     let route = move |req: http::Request<hyper::body::Incoming>| {
+//!         let (uploads, sessions) = (uploads.clone(), sessions.clone());
+//!         async move {
+//!             let client = Some(peer.ip());
+//!             let scope = match adapter::hyper::session_scope(&sessions, req.headers(), client) {
+//!                 Ok(scope) => scope,
+//!                 Err(e) => return Ok::<_, Infallible>(adapter::hyper::error_response(&e)),
+//!             };
+//!             Ok(match req.uri().path() {
+//!                 "/upload/done" => adapter::hyper::finalize(&uploads, scope, req).await,
+//!                 _ => adapter::hyper::handle(&uploads, scope, req).await,
+//!             })
+//!         }
+//!     };
 //!     tokio::spawn(async move {
-//!         let io = TokioIo::new(stream);
-//!         let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+//!         let service = hyper::service::service_fn(route);
+//!         let _ = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(TokioIo::new(stream), service)
+//!             .await;
 //!     });
 //! }
 //! # }
 //! ```
 //!
-//! With a router of your own, call the functions from its handlers:
+//! [`service`] is a ready service over an async scope function of the request head: requests
+//! whose path ends in `/done` finalize, every other request goes to [`handle`].
 //!
-//! ```no_run
-//! use chunked_upload::{Uploads, adapter};
-//! use http_body_util::Full;
-//!
-//! async fn route(
-//!     uploads: &Uploads,
-//!     req: http::Request<hyper::body::Incoming>,
-//! ) -> http::Response<Full<bytes::Bytes>> {
-//!     let scope = |parts: &http::request::Parts| {
-//!         parts.headers.get("x-user-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-//!     };
-//!     match req.uri().path() {
-//!         "/upload/done" => adapter::hyper::finalize(uploads, scope, req).await,
-//!         _ => adapter::hyper::handle(uploads, scope, req).await,
-//!     }
-//! }
-//! ```
+//! What these functions do not do by themselves: sweep (call [`spawn_sweep`]); react to an
+//! assembled file (set [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled), which
+//! runs once per file, on the request's blocking thread, after the file is published and before the
+//! answer); print their logs (rejections and assembled files are [`tracing`] events: install a
+//! subscriber, e.g. `tracing_subscriber::fmt().init()`, to see them).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,12 +74,14 @@ use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyDataStream, Full, LengthLimitError, Limited};
 
 use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
-use super::http_common::{head, response};
+use super::http_common::{head, response, set_cookie};
+pub use super::sweep::spawn_sweep;
+use super::{Scope, Sessions};
 use crate::{Error, Outcome, Reply, Result, Uploads};
 
 // One service clone per connection, on any worker thread.
@@ -73,17 +90,22 @@ const _: fn() = || {
     send_sync::<UploadService>();
 };
 
-/// A function of the request head that returns the caller's scope.
-pub type ScopeFn = dyn Fn(&Parts) -> String + Send + Sync;
+/// The answers of this adapter.
+pub type HyperResponse = Response<Full<Bytes>>;
 
-/// The upload route: a test request (`GET`) or a chunk (`POST`, `PUT`, `PATCH`; multipart, or
-/// the raw chunk with its parameters in the query string). Never fails: errors are answered
-/// with the core's [`Reply`].
-pub async fn handle<B>(
-    uploads: &Uploads,
-    scope: impl FnOnce(&Parts) -> String,
-    request: Request<B>,
-) -> Response<Full<Bytes>>
+/// The future of a [`service`]'s scope function: the request's scope, or the answer that
+/// refuses it.
+pub type ScopeFuture =
+    Pin<Box<dyn Future<Output = std::result::Result<Scope, HyperResponse>> + Send>>;
+
+/// A [`service`]'s scope function, boxed.
+type ScopeFn = dyn Fn(&Parts) -> ScopeFuture + Send + Sync;
+
+/// The upload route in `scope`: a test request (`GET`) or a chunk (`POST`, `PUT`, `PATCH`;
+/// multipart, or the raw chunk with its parameters in the query string). Never fails: errors
+/// are answered with the core's [`Reply`], and every answer carries the scope's session
+/// cookie, if new.
+pub async fn handle<B>(uploads: &Uploads, scope: Scope, request: Request<B>) -> HyperResponse
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -92,13 +114,9 @@ where
     answer(uploads, Purpose::Save, scope, request).await
 }
 
-/// The finalize ("done") route: finalizes the upload the parameters (query string, urlencoded
-/// or multipart form) name, with [`Uploads::finalize_request`]; idempotent.
-pub async fn finalize<B>(
-    uploads: &Uploads,
-    scope: impl FnOnce(&Parts) -> String,
-    request: Request<B>,
-) -> Response<Full<Bytes>>
+/// The finalize ("done") route in `scope`: finalizes the upload the parameters (query string,
+/// urlencoded or multipart form) name, with [`Uploads::finalize_request`]; idempotent.
+pub async fn finalize<B>(uploads: &Uploads, scope: Scope, request: Request<B>) -> HyperResponse
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -107,27 +125,71 @@ where
     answer(uploads, Purpose::Finalize, scope, request).await
 }
 
-/// A progress query of the caller's scope: every upload as a JSON array when `identifier` is
-/// `None`, else that one upload (404 when the scope has none of that identifier). Route
+/// A progress query of `scope`: every upload as a JSON array when `identifier` is `None`,
+/// else that one upload (404 when the scope has none of that identifier). Route
 /// `GET /progress` and `GET /progress/{identifier}` to it.
-pub fn progress(
-    uploads: &Uploads,
-    scope: impl FnOnce(&Parts) -> String,
-    parts: &Parts,
-    identifier: Option<&str>,
-) -> Response<Full<Bytes>> {
-    response(Reply::progress(uploads, &scope(parts), identifier))
+pub fn progress(uploads: &Uploads, scope: &Scope, identifier: Option<&str>) -> HyperResponse {
+    set_cookie(
+        response(Reply::progress(uploads, scope.value(), identifier)),
+        Some(scope),
+    )
 }
 
-/// A ready service: `POST` requests whose path ends in `/done` go to [`finalize`], all others to
-/// [`handle`]. Cheap to clone (one clone per connection).
-pub fn service(
-    uploads: Uploads,
-    scope: impl Fn(&Parts) -> String + Send + Sync + 'static,
-) -> UploadService {
+/// The scope of a browser's signed session ([`Sessions::scope`]): the session of its
+/// `cu_session` cookie when the server issued it, else the session derived from `client` (the
+/// connection's peer address) and the headers, whose cookie the answer sets.
+///
+/// # Errors
+/// [`Error::NoSession`] for a request without a valid cookie when `client` is `None`; answer it
+/// with [`error_response`].
+pub fn session_scope(
+    sessions: &Sessions,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+) -> Result<Scope> {
+    super::http_common::session_scope(sessions, headers, client)
+}
+
+/// The answer to a request the core (or [`session_scope`]) refused: [`Reply::error`].
+pub fn error_response(error: &Error) -> HyperResponse {
+    response(Reply::error(error))
+}
+
+/// A ready service: `POST` requests whose path ends in `/done` go to [`finalize`], all others
+/// to [`handle`], each in the scope `decide` returns for the request head (an async function:
+/// check a token, ask a session store); when it returns `Err(response)`, that response is the
+/// answer and nothing is stored (the body is not read: hyper then closes the connection).
+/// Cheap to clone (one clone per connection).
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use chunked_upload::adapter::{self, Scope};
+/// use http_body_util::Full;
+///
+/// # fn app(uploads: chunked_upload::Uploads) {
+/// let service = adapter::hyper::service(uploads, |parts: &http::request::Parts| {
+///     let token = parts.headers.get("authorization").cloned();
+///     async move {
+///         match token.as_ref().and_then(|t| t.to_str().ok()) {
+///             Some(user) => Ok(Scope::new(user)), // look the token up, really
+///             None => Err(http::Response::builder()
+///                 .status(401)
+///                 .body(Full::new(Bytes::from_static(b"sign in first")))
+///                 .unwrap()),
+///         }
+///     }
+/// });
+/// # let _ = service;
+/// # }
+/// ```
+pub fn service<F, Fut>(uploads: Uploads, decide: F) -> UploadService
+where
+    F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<Scope, HyperResponse>> + Send + 'static,
+{
     UploadService {
         uploads,
-        scope: Arc::new(scope),
+        decide: Arc::new(move |parts: &Parts| Box::pin(decide(parts)) as ScopeFuture),
     }
 }
 
@@ -136,7 +198,7 @@ pub fn service(
 #[derive(Clone)]
 pub struct UploadService {
     uploads: Uploads,
-    scope: Arc<ScopeFn>,
+    decide: Arc<ScopeFn>,
 }
 
 impl fmt::Debug for UploadService {
@@ -153,14 +215,19 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    type Response = Response<Full<Bytes>>;
+    type Response = HyperResponse;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, request: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let scope = |parts: &Parts| (this.scope)(parts);
+            let (parts, body) = request.into_parts();
+            let scope = match (this.decide)(&parts).await {
+                Ok(scope) => scope,
+                Err(refusal) => return Ok(refusal),
+            };
+            let request = Request::from_parts(parts, body);
             let purpose =
                 if request.method() == Method::POST && request.uri().path().ends_with("/done") {
                     Purpose::Finalize
@@ -175,24 +242,24 @@ where
 async fn answer<B>(
     uploads: &Uploads,
     purpose: Purpose,
-    scope: impl FnOnce(&Parts) -> String,
+    scope: Scope,
     request: Request<B>,
-) -> Response<Full<Bytes>>
+) -> HyperResponse
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let started = Instant::now();
-    let result = receive(uploads, purpose, scope, request).await;
+    let result = receive(uploads, purpose, scope.value().to_owned(), request).await;
     log(&result, started);
-    response(Reply::from_result(&result))
+    set_cookie(response(Reply::from_result(&result)), Some(&scope))
 }
 
 async fn receive<B>(
     uploads: &Uploads,
     purpose: Purpose,
-    scope: impl FnOnce(&Parts) -> String,
+    scope: String,
     request: Request<B>,
 ) -> Result<Outcome>
 where
@@ -201,7 +268,6 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let (parts, body) = request.into_parts();
-    let scope = scope(&parts);
     let (collector, kind) = Collector::begin(uploads, purpose, &head(&parts), scope)?;
     let limit = uploads.max_request_body();
     let data = data(body, limit);

@@ -8,9 +8,24 @@
 //!
 //! | feature | module | entry points |
 //! |---|---|---|
-//! | `axum` | `axum` | `router(uploads, scope)`, the `UploadChunk` / `FinalizeUpload` extractors |
-//! | `actix-web` | `actix` | `UploadState::configure`, the `upload` / `done` handlers, `UploadError` |
-//! | `hyper` | `hyper` | `handle`, `finalize`, and a ready `service` over any `http_body::Body` |
+//! | `axum` | `axum` | `router::<X, _>(uploads)`, `progress_router`, the `UploadChunk<X>` / `FinalizeUpload<X>` extractors, `SessionScope`, `spawn_sweep` |
+//! | `actix-web` | `actix` | `UploadState::configure::<X>`, the `upload::<X>` / `done::<X>` handlers, `SessionScope`, `UploadError`, `spawn_sweep` |
+//! | `hyper` | `hyper` | `handle`, `finalize`, `progress` in a [`Scope`] you decide, a ready `service` over an async scope function, `session_scope`, `spawn_sweep` |
+//!
+//! **Scopes.** `X` is the framework's own extractor of the caller's scope (`FromRequestParts`
+//! in axum, `FromRequest` in actix-web; an async function in hyper): your app's authentication,
+//! which may be async, use your app's state and refuse the request with its own status (its
+//! rejection is the answer, and nothing is stored), or the adapter's `SessionScope`, a browser
+//! session signed by [`Sessions`] ([`session`] tells how a widget's parallel cookieless first
+//! requests share one session, and what that cannot tell apart). Either converts into
+//! [`Scope`]; a scope that issues a session cookie has it set on the answer, whatever the answer.
+//!
+//! **The sweep.** No adapter removes expired uploads by itself; [`Uploads::sweep`](crate::Uploads::sweep) is blocking
+//! file I/O. Each adapter re-exports `spawn_sweep(uploads, interval)`, which runs it on a
+//! blocking thread every `interval` and logs what it removed.
+//!
+//! **Assembled files.** [`ConfigBuilder::on_assembled`](crate::ConfigBuilder::on_assembled) is
+//! called once per file, after it is published and before the answer.
 //!
 //! All three behave the same way, and prove it by passing the same HTTP test suite
 //! (the `conformance` feature):
@@ -33,10 +48,30 @@
 //!   [`Limit::RequestBody`](crate::Limit::RequestBody)), from `Content-Length` before anything is
 //!   read when the header is there.
 //! - Rejected requests are logged with [`tracing`](https://docs.rs/tracing) at `warn` (`error`
-//!   for server-side failures), each assembled file at `info` with its size.
+//!   for server-side failures), each assembled file at `info` with its size, each sweep that
+//!   removed something at `info`. Nothing is printed unless the application installs a
+//!   subscriber (`tracing_subscriber::fmt().init()`, say).
 
-#[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
-mod body;
+/// Items every adapter shares: compiled when any adapter is (one list of features, here).
+macro_rules! with_any_adapter {
+    ($($item:item)*) => {
+        $(
+            #[cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))]
+            #[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix-web", feature = "hyper"))))]
+            $item
+        )*
+    };
+}
+
+with_any_adapter! {
+    mod body;
+    mod scope;
+    pub mod session;
+    mod sweep;
+    pub use scope::Scope;
+    pub use session::{SESSION_COOKIE, SessionKey, SessionRequest, Sessions};
+}
+
 #[cfg(any(feature = "axum", feature = "hyper"))]
 mod http_common;
 

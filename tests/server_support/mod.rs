@@ -17,10 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chunked_upload::adapter::{SessionKey, SessionRequest, Sessions};
+
 use crate::common::FlowFile;
 
 /// The name of the example server's session cookie (its value is the upload scope).
 pub const SESSION_COOKIE: &str = "cu_session";
+
+/// The key the test servers sign sessions with (`--signing-key`), unless a test says otherwise.
+pub const SIGNING_KEY: &str = "server-tests-signing-key-0123456789abcdef";
 
 /// Generous, for a loaded 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -79,6 +84,8 @@ pub struct Options {
     /// A file-size rlimit in bytes (`ulimit -f`, with SIGXFSZ ignored so writes past it fail
     /// with `EFBIG`). A multiple of 512.
     pub file_size_limit: Option<u64>,
+    /// `--signing-key` ([`SIGNING_KEY`] by default); `None`: the server generates one.
+    pub signing_key: Option<String>,
 }
 
 impl Options {
@@ -87,7 +94,13 @@ impl Options {
             dir: dir.to_path_buf(),
             args: Vec::new(),
             file_size_limit: None,
+            signing_key: Some(SIGNING_KEY.to_owned()),
         }
+    }
+
+    pub fn signing_key(mut self, key: Option<&str>) -> Options {
+        self.signing_key = key.map(str::to_owned);
+        self
     }
 
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Options {
@@ -139,6 +152,13 @@ impl Server {
             .arg("--dir")
             .arg(&options.dir)
             .args(&options.args)
+            .args(
+                options
+                    .signing_key
+                    .iter()
+                    .flat_map(|key| ["--signing-key", key.as_str()]),
+            )
+            .env_remove("CHUNKED_UPLOAD_SIGNING_KEY")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -214,15 +234,24 @@ impl Drop for Server {
     }
 }
 
-/// A new session: 128 random bits in hex, as the example server makes them.
-pub fn new_session() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("random bytes");
-    hex(&bytes)
+/// The sessions of the test servers ([`SIGNING_KEY`]).
+pub fn sessions() -> Sessions {
+    Sessions::new(SessionKey::new(SIGNING_KEY).expect("a key"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A new session cookie value, as the example server signs them with [`SIGNING_KEY`] (what a
+/// browser has after loading the page).
+pub fn new_session() -> String {
+    let scope = sessions().page_scope(&SessionRequest::default());
+    let set_cookie = scope.set_cookie().expect("a new session's cookie");
+    session_of_set_cookie(set_cookie).expect("a session cookie")
+}
+
+/// The value of the `cu_session` cookie a `Set-Cookie` header sets.
+pub fn session_of_set_cookie(set_cookie: &str) -> Option<String> {
+    let pair = set_cookie.split(';').next()?;
+    pair.strip_prefix(&format!("{SESSION_COOKIE}="))
+        .map(str::to_owned)
 }
 
 /// The `Cookie` header value for a session.
@@ -258,6 +287,14 @@ impl Answer {
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self}"))
+    }
+
+    /// The `cu_session` value the answer's `Set-Cookie` sets, if it sets one.
+    pub fn session(&self) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+            .find_map(|(_, value)| session_of_set_cookie(value))
     }
 
     /// The JSON `error` member, or "" if there is none.
