@@ -1251,9 +1251,36 @@ impl fmt::Debug for StagingWriter {
 
 impl Drop for StagingWriter {
     fn drop(&mut self) {
-        if !self.kept {
-            let paths = self.segment_paths();
-            self.store.inner.delete_later(paths);
+        if self.kept {
+            return;
+        }
+        let paths = self.segment_paths();
+        self.store.inner.delete_later(paths);
+        // No longer a live writer. When this process holds the upload (the request that
+        // dropped it, say), the holder's next write carries the change; else take the lock
+        // briefly to write it.
+        let inner = &self.store.inner;
+        let forget = |state: &mut State| {
+            state
+                .generation
+                .as_mut()
+                .is_some_and(|g| g.writers.remove(&self.id).is_some())
+        };
+        if let Some(held) = inner.held_if_any(&self.key) {
+            if let Ok(mut state) = inner.snapshot(&held)
+                && forget(&mut state)
+            {
+                let _ = inner.set_local(&held, state);
+            }
+            return;
+        }
+        if let Ok(Some(lock)) = self.store.take(&self.key, Duration::from_secs(2), false)
+            && let Ok(held) = inner.held(&self.key)
+            && let Ok(mut state) = inner.snapshot(&held)
+            && forget(&mut state)
+        {
+            let _ = inner.write(&self.key, &held, state);
+            drop(lock);
         }
     }
 }
