@@ -2,6 +2,13 @@
 //! --version 0.14.1 --features binary --locked`; `.ci/run` installs it) started on a free
 //! loopback port over a fresh folder, with one bucket. When the binary is missing the tests
 //! that need it print a note and pass without running.
+//!
+//! s3s-fs checks a conditional put's precondition and then writes, as two steps: two puts with
+//! `If-Match` the same ETag (or `If-None-Match: *` on an absent key) that arrive together may
+//! both succeed, which S3, MinIO, R2, GCS and Azure never allow (their conditional writes are
+//! atomic, and the store's leases rely on that). So the tests talk to it through a small
+//! front ([`AtomicFront`]) that forwards every request unchanged and runs requests carrying
+//! `If-Match` or `If-None-Match` one at a time: what the real services guarantee.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,10 +36,14 @@ pub fn binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A running `s3s-fs`; killed when dropped.
+/// A running `s3s-fs` behind its [`AtomicFront`]; killed when dropped.
 pub struct S3Server {
     child: Child,
+    _front: AtomicFront,
+    /// The front's address (what clients use).
     pub addr: SocketAddr,
+    /// s3s-fs's own address.
+    pub backend: SocketAddr,
     pub endpoint: String,
     pub root: tempfile::TempDir,
 }
@@ -80,10 +91,13 @@ impl S3Server {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if TcpStream::connect(addr).is_ok() {
+                    let front = AtomicFront::start(addr);
                     return Some(S3Server {
                         child,
-                        addr,
-                        endpoint: format!("http://{addr}"),
+                        addr: front.addr,
+                        backend: addr,
+                        endpoint: format!("http://{}", front.addr),
+                        _front: front,
                         root,
                     });
                 }
@@ -169,4 +183,135 @@ pub fn block_on<T: Send + 'static>(fut: impl std::future::Future<Output = T> + S
     })
     .join()
     .expect("the runtime thread")
+}
+
+/// Forwards HTTP requests to `backend` unchanged (signatures stay valid: the `Host` header is
+/// passed on as sent), running those with `If-Match` or `If-None-Match` one at a time.
+pub struct AtomicFront {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for AtomicFront {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl AtomicFront {
+    pub fn start(backend: SocketAddr) -> AtomicFront {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the front");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("its address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("the front's runtime");
+            runtime.block_on(serve(listener, backend, stopped));
+        });
+        AtomicFront {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    backend: SocketAddr,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("a client");
+    let serial = Arc::new(tokio::sync::Mutex::new(()));
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(_) => continue,
+            },
+            _ = &mut stopped => return,
+        };
+        let (client, serial) = (client.clone(), Arc::clone(&serial));
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let (client, serial) = (client.clone(), Arc::clone(&serial));
+                async move { forward(request, backend, client, serial).await }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn forward(
+    request: hyper::Request<hyper::body::Incoming>,
+    backend: SocketAddr,
+    client: reqwest::Client,
+    serial: Arc<tokio::sync::Mutex<()>>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let conditional =
+        parts.headers.contains_key("if-match") || parts.headers.contains_key("if-none-match");
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut outgoing = client.request(method, format!("http://{backend}{target}"));
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        if n == "connection" || n == "transfer-encoding" || n == "keep-alive" {
+            continue;
+        }
+        outgoing = outgoing.header(n, value.as_bytes());
+    }
+    let outgoing = outgoing.body(body);
+    let _turn = if conditional {
+        Some(serial.lock().await)
+    } else {
+        None
+    };
+    let answer = match outgoing.send().await {
+        Ok(answer) => answer,
+        Err(_) => {
+            return Ok(hyper::Response::builder()
+                .status(502)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("a response"));
+        }
+    };
+    let mut response = hyper::Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        let n = name.as_str();
+        if n == "connection" || n == "transfer-encoding" || n == "keep-alive" || n == "content-length" {
+            continue;
+        }
+        response = response.header(n, value.as_bytes());
+    }
+    let bytes = answer.bytes().await.unwrap_or_default();
+    Ok(response
+        .body(http_body_util::Full::new(bytes))
+        .expect("a response"))
 }
