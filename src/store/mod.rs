@@ -120,6 +120,10 @@ pub trait PieceWriter: fmt::Debug + Send {
     /// # Errors
     /// As [`write`](Self::write).
     fn write_file(&mut self, file: &mut File, path: &Path) -> Result<u64> {
+        use std::io::Seek;
+        // The adapter wrote the body into it: read it from its start.
+        file.seek(io::SeekFrom::Start(0))
+            .map_err(|e| crate::Error::io("read chunk body", path, e))?;
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0;
         loop {
