@@ -75,3 +75,132 @@ fn s3s_subject() -> Subject {
 mod s3s {
     chunked_upload::store_conformance_tests!(super::s3s_subject());
 }
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chunked_upload::{Config, Error, Outcome, RequestCounts, Store, Uploads};
+
+fn memory_pair(lease: Duration) -> (Arc<InMemory>, S3Store, S3Store) {
+    let memory = Arc::new(InMemory::new());
+    let make = || {
+        S3Store::builder(Arc::clone(&memory) as Arc<dyn ObjectStore>, Arc::clone(&memory) as _)
+            .lease_time(lease)
+            .build()
+            .expect("store")
+    };
+    let (a, b) = (make(), make());
+    (memory, a, b)
+}
+
+/// A server killed while it held an upload's lease never released it: the state object still
+/// names it. Another server waits while the lease runs, then takes it over (lease time plus
+/// the 2 s allowed for clock skew), and the upload goes on.
+#[test]
+fn a_dead_holders_lease_is_taken_over_once_expired() {
+    let lease = Duration::from_millis(600);
+    let (memory, a, b) = memory_pair(lease);
+    let file = common::FlowFile::new("taken-over.bin", common::bytes(10, 1), 10);
+    let uploads_b = Uploads::new(Config::builder_with_store(b.clone()).build()).unwrap();
+    let state = Path::from(".chunked-upload/k/state");
+    // Server A holds the lease of upload `k`; what the bucket holds meanwhile is what a kill
+    // leaves behind.
+    let held = a.lock("k", Duration::from_secs(5)).unwrap();
+    let (m, s) = (Arc::clone(&memory), state.clone());
+    let frozen = s3_support::block_on(async move { m.get(&s).await.unwrap().bytes().await.unwrap() });
+    drop(held);
+    let (m, s) = (Arc::clone(&memory), state.clone());
+    s3_support::block_on(async move { m.put(&s, frozen.into()).await.unwrap() });
+    let killed_at = Instant::now();
+    assert!(matches!(
+        b.lock("k", Duration::from_millis(100)),
+        Err(Error::Busy { .. })
+    ));
+    assert!(b.try_lock("k").unwrap().is_none(), "the sweep skips it meanwhile");
+    let lock = b.lock("k", Duration::from_secs(10)).expect("taken over");
+    let waited = killed_at.elapsed();
+    assert!(waited >= lease, "taken over after {waited:?}, before the lease ran out");
+    assert!(waited < lease + Duration::from_secs(4), "{waited:?}");
+    drop(lock);
+    // And the uploads of B work on it as on any other key.
+    let mut request = file.upload(1, "s");
+    assert!(matches!(uploads_b.save(&mut request).unwrap(), Outcome::Assembled { .. }));
+}
+
+/// Holding a lease longer than its time (a long assembly) keeps it: the holder renews it.
+#[test]
+fn a_held_lease_is_renewed() {
+    let lease = Duration::from_millis(600);
+    let (_memory, a, b) = memory_pair(lease);
+    let held = a.lock("k", Duration::from_secs(5)).unwrap();
+    let until = Instant::now() + lease * 5;
+    while Instant::now() < until {
+        assert!(b.try_lock("k").unwrap().is_none(), "the lease lapsed while held");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(held);
+    assert!(b.try_lock("k").unwrap().is_some());
+}
+
+fn line(what: &str, n: f64, c: &RequestCounts) -> String {
+    let f = |v: u64| v as f64 / n;
+    format!(
+        "{what:<28} total {:>6.2}  get {:>5.2}  put {:>5.2}  cond-put {:>5.2}  delete {:>5.2}  \
+         list {:>4.2}  create-mpu {:>4.2}  upload-part {:>5.2}  complete {:>4.2}  copy {:>4.2}",
+        f(c.total()),
+        f(c.get + c.head),
+        f(c.put),
+        f(c.conditional_put),
+        f(c.delete),
+        f(c.list),
+        f(c.create_multipart),
+        f(c.upload_part),
+        f(c.complete_multipart),
+        f(c.copy),
+    )
+}
+
+/// What an upload costs in requests to the bucket, through the core's sequencing (two locks
+/// per chunk): a 64 MiB file in 1 MiB chunks and in 8 MiB chunks, parts of 8 MiB, one request
+/// at a time. The figures go to stderr; the bounds are the module docs' table.
+#[test]
+fn requests_per_chunk_and_at_completion() {
+    for chunk in [1u64 << 20, 8 << 20] {
+        let (_memory, store, _) = memory_pair(Duration::from_secs(30));
+        let uploads = Uploads::new(Config::builder_with_store(store.clone()).build()).unwrap();
+        let file = common::FlowFile::new("costs.bin", common::bytes(64 << 20, 3), chunk);
+        let chunks = file.total_chunks();
+        let before = store.requests();
+        for n in 1..chunks {
+            let mut request = file.upload(n, "s");
+            assert!(matches!(uploads.save(&mut request).unwrap(), Outcome::ChunkStored { .. }));
+        }
+        let middle = store.requests();
+        let mut request = file.upload(chunks, "s");
+        let Outcome::Assembled { file: done, .. } = uploads.save(&mut request).unwrap() else {
+            panic!("not assembled");
+        };
+        assert_eq!(done.size, 64 << 20);
+        let after = store.requests();
+        let per_chunk = middle.since(&before);
+        let last = after.since(&middle);
+        eprintln!("chunks of {} MiB:", chunk >> 20);
+        eprintln!("{}", line("  per chunk (average)", (chunks - 1) as f64, &per_chunk));
+        eprintln!("{}", line("  the completing chunk", 1.0, &last));
+        // Each chunk: two lock/unlock pairs, its segments, its record, the state; parts as
+        // they fill; never a listing.
+        assert_eq!(per_chunk.list, 0, "no listing per chunk");
+        let segments = chunk.div_ceil(8 << 20);
+        let bound = 4 + 2 * 2 + segments + 2 + 2 * (segments + 1);
+        assert!(
+            per_chunk.total() <= bound * (chunks - 1),
+            "{per_chunk:?} over {} chunks",
+            chunks - 1
+        );
+        assert_eq!(last.complete_multipart, 1);
+        assert_eq!(last.copy, 1);
+        assert_eq!(after.upload_part, 8, "one part per 8 MiB");
+        assert!(store.keys().unwrap().len() == 1);
+    }
+}
