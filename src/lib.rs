@@ -157,14 +157,14 @@ pub use store::{
 };
 pub use upload::{Assembled, Location, UploadInfo};
 
-#[cfg(feature = "s3")]
-#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
-pub use store::{MIN_PART_SIZE, RequestCounts, S3Store, S3StoreBuilder};
 /// The `object_store` crate the [`S3Store`] is built on (its `aws` feature), re-exported so
 /// that the S3 configuration types match.
 #[cfg(feature = "s3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub use object_store;
+#[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
+pub use store::{MIN_PART_SIZE, RequestCounts, S3Store, S3StoreBuilder};
 
 /// The README's examples, compiled as doctests (they use every adapter).
 #[cfg(all(doctest, feature = "axum", feature = "actix-web", feature = "hyper"))]

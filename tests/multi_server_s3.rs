@@ -22,14 +22,16 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{FlowFile, Rng, bytes};
-use server_support::{Answer, Body, Options, Server, flow_pairs, flow_test, new_session, scratch, upload_request};
+use server_support::{
+    Answer, Body, Options, Server, flow_pairs, flow_test, new_session, scratch, upload_request,
+};
 
 const MIB: usize = 1 << 20;
 const THREADS: usize = 6;
 
 fn files() -> Vec<FlowFile> {
     let file = |name: &str, len: usize, chunk: usize, seed: u64| FlowFile {
-        force_chunk_size: seed % 2 == 0,
+        force_chunk_size: seed.is_multiple_of(2),
         ..FlowFile::new(name, bytes(len, seed), chunk as u64)
     };
     vec![
@@ -44,8 +46,17 @@ fn files() -> Vec<FlowFile> {
 
 /// Sends chunk `n` of `file` to `addrs[first]`, or the next live server when that one does not
 /// answer (killed); retries 503 (a lease of the killed server not expired yet).
-fn send(addrs: &[SocketAddr], dead: &AtomicU64, first: usize, session: &str, file: &FlowFile, n: u64, body: Body) -> Answer {
-    let request = upload_request(&flow_pairs(file, n), &file.data[file.range(n)], body).cookie(session);
+fn send(
+    addrs: &[SocketAddr],
+    dead: &AtomicU64,
+    first: usize,
+    session: &str,
+    file: &FlowFile,
+    n: u64,
+    body: Body,
+) -> Answer {
+    let request =
+        upload_request(&flow_pairs(file, n), &file.data[file.range(n)], body).cookie(session);
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut server = first;
     loop {
@@ -88,7 +99,16 @@ fn three_servers_one_bucket_one_killed() {
 
     // A chunk stored through one server is present on every other.
     let probe = FlowFile::new("probe.bin", bytes(3000, 7), 1000);
-    send(&addrs, &AtomicU64::new(u64::MAX), 0, &session, &probe, 1, Body::Multipart).expect(200);
+    send(
+        &addrs,
+        &AtomicU64::new(u64::MAX),
+        0,
+        &session,
+        &probe,
+        1,
+        Body::Multipart,
+    )
+    .expect(200);
     for &addr in &addrs[1..] {
         flow_test(addr, &session, &probe, 1).expect(200);
         flow_test(addr, &new_session(), &probe, 1).expect(204);
@@ -132,8 +152,14 @@ fn three_servers_one_bucket_one_killed() {
                 let mut answers = Vec::new();
                 loop {
                     let next = queue.lock().unwrap().pop();
-                    let Some((i, n, server, body)) = next else { break };
-                    answers.push((i, n, send(&addrs, &dead, server, &session, &files[i], n, body)));
+                    let Some((i, n, server, body)) = next else {
+                        break;
+                    };
+                    answers.push((
+                        i,
+                        n,
+                        send(&addrs, &dead, server, &session, &files[i], n, body),
+                    ));
                     done.fetch_add(1, Ordering::SeqCst);
                 }
                 // Then every file's last chunk, from every thread, to the live servers at once.
@@ -173,9 +199,19 @@ fn three_servers_one_bucket_one_killed() {
             .iter()
             .filter(|(j, _, a)| *j == i && a.is_assembled(Some(true)))
             .count();
-        assert_eq!(fresh, 1, "{}: {fresh} answers say they assembled it", f.name);
+        assert_eq!(
+            fresh, 1,
+            "{}: {fresh} answers say they assembled it",
+            f.name
+        );
         let got = s3_support::read_object(&client, &format!("files/{}", f.name));
-        assert!(got == f.data, "{}: {} bytes in the bucket, {} sent (or other bytes)", f.name, got.len(), f.data.len());
+        assert!(
+            got == f.data,
+            "{}: {} bytes in the bucket, {} sent (or other bytes)",
+            f.name,
+            got.len(),
+            f.data.len()
+        );
     }
     // The probe's last chunks, on the server that did not take the first.
     send(&addrs, &dead, 1, &session, &probe, 2, Body::Octet).expect(200);
@@ -189,7 +225,10 @@ fn three_servers_one_bucket_one_killed() {
         .into_iter()
         .filter(|k| !k.split('/').any(|p| p.starts_with('.')))
         .collect();
-    assert_eq!(visible, expected, "each file once below the prefix, nothing else");
+    assert_eq!(
+        visible, expected,
+        "each file once below the prefix, nothing else"
+    );
     let listed = server_support::Request::new("GET", "/files").send(addrs[0]);
     let listed = listed.json();
     let mut names: Vec<String> = listed

@@ -17,11 +17,14 @@ use chunked_upload::{Location, S3Store};
 fn memory_subject() -> Subject {
     let memory = Arc::new(InMemory::new());
     let make = || {
-        S3Store::builder(Arc::clone(&memory) as Arc<dyn ObjectStore>, Arc::clone(&memory) as _)
-            .prefix("files")
-            .part_size(4096)
-            .build()
-            .expect("store")
+        S3Store::builder(
+            Arc::clone(&memory) as Arc<dyn ObjectStore>,
+            Arc::clone(&memory) as _,
+        )
+        .prefix("files")
+        .part_size(4096)
+        .build()
+        .expect("store")
     };
     let (store, another) = (make(), make());
     let read = Arc::clone(&memory);
@@ -30,7 +33,15 @@ fn memory_subject() -> Subject {
             panic!("an object: {location:?}")
         };
         let (read, key) = (Arc::clone(&read), Path::from(key.as_str()));
-        s3_support::block_on(async move { read.get(&key).await.unwrap().bytes().await.unwrap().to_vec() })
+        s3_support::block_on(async move {
+            read.get(&key)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec()
+        })
     })
     .with_another(Arc::new(another))
 }
@@ -85,10 +96,13 @@ use chunked_upload::{Config, Error, Outcome, RequestCounts, Store, Uploads};
 fn memory_pair(lease: Duration) -> (Arc<InMemory>, S3Store, S3Store) {
     let memory = Arc::new(InMemory::new());
     let make = || {
-        S3Store::builder(Arc::clone(&memory) as Arc<dyn ObjectStore>, Arc::clone(&memory) as _)
-            .lease_time(lease)
-            .build()
-            .expect("store")
+        S3Store::builder(
+            Arc::clone(&memory) as Arc<dyn ObjectStore>,
+            Arc::clone(&memory) as _,
+        )
+        .lease_time(lease)
+        .build()
+        .expect("store")
     };
     let (a, b) = (make(), make());
     (memory, a, b)
@@ -108,7 +122,8 @@ fn a_dead_holders_lease_is_taken_over_once_expired() {
     // leaves behind.
     let held = a.lock("k", Duration::from_secs(5)).unwrap();
     let (m, s) = (Arc::clone(&memory), state.clone());
-    let frozen = s3_support::block_on(async move { m.get(&s).await.unwrap().bytes().await.unwrap() });
+    let frozen =
+        s3_support::block_on(async move { m.get(&s).await.unwrap().bytes().await.unwrap() });
     drop(held);
     let (m, s) = (Arc::clone(&memory), state.clone());
     s3_support::block_on(async move { m.put(&s, frozen.into()).await.unwrap() });
@@ -117,15 +132,24 @@ fn a_dead_holders_lease_is_taken_over_once_expired() {
         b.lock("k", Duration::from_millis(100)),
         Err(Error::Busy { .. })
     ));
-    assert!(b.try_lock("k").unwrap().is_none(), "the sweep skips it meanwhile");
+    assert!(
+        b.try_lock("k").unwrap().is_none(),
+        "the sweep skips it meanwhile"
+    );
     let lock = b.lock("k", Duration::from_secs(10)).expect("taken over");
     let waited = killed_at.elapsed();
-    assert!(waited >= lease, "taken over after {waited:?}, before the lease ran out");
+    assert!(
+        waited >= lease,
+        "taken over after {waited:?}, before the lease ran out"
+    );
     assert!(waited < lease + Duration::from_secs(4), "{waited:?}");
     drop(lock);
     // And the uploads of B work on it as on any other key.
     let mut request = file.upload(1, "s");
-    assert!(matches!(uploads_b.save(&mut request).unwrap(), Outcome::Assembled { .. }));
+    assert!(matches!(
+        uploads_b.save(&mut request).unwrap(),
+        Outcome::Assembled { .. }
+    ));
 }
 
 /// Holding a lease longer than its time (a long assembly) keeps it: the holder renews it.
@@ -136,7 +160,10 @@ fn a_held_lease_is_renewed() {
     let held = a.lock("k", Duration::from_secs(5)).unwrap();
     let until = Instant::now() + lease * 5;
     while Instant::now() < until {
-        assert!(b.try_lock("k").unwrap().is_none(), "the lease lapsed while held");
+        assert!(
+            b.try_lock("k").unwrap().is_none(),
+            "the lease lapsed while held"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(held);
@@ -174,7 +201,10 @@ fn requests_per_chunk_and_at_completion() {
         let before = store.requests();
         for n in 1..chunks {
             let mut request = file.upload(n, "s");
-            assert!(matches!(uploads.save(&mut request).unwrap(), Outcome::ChunkStored { .. }));
+            assert!(matches!(
+                uploads.save(&mut request).unwrap(),
+                Outcome::ChunkStored { .. }
+            ));
         }
         let middle = store.requests();
         let mut request = file.upload(chunks, "s");
@@ -186,7 +216,10 @@ fn requests_per_chunk_and_at_completion() {
         let per_chunk = middle.since(&before);
         let last = after.since(&middle);
         eprintln!("chunks of {} MiB:", chunk >> 20);
-        eprintln!("{}", line("  per chunk (average)", (chunks - 1) as f64, &per_chunk));
+        eprintln!(
+            "{}",
+            line("  per chunk (average)", (chunks - 1) as f64, &per_chunk)
+        );
         eprintln!("{}", line("  the completing chunk", 1.0, &last));
         // Each chunk: two lock/unlock pairs, its segments, its record, the state; parts as
         // they fill; never a listing.

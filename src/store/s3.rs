@@ -1,92 +1,5 @@
-//! The object-storage store: uploads kept in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW,
-//! R2; GCS and Azure through the same `object_store` crate), shared by any number of stateless
-//! servers.
-//!
-//! # Bucket layout
-//!
-//! ```text
-//! PREFIX/<name>                          assembled files, named as in an upload directory
-//! PREFIX/.chunked-upload/<key>/state     the upload's state and lease (JSON, conditional puts)
-//! PREFIX/.chunked-upload/<key>/s/<w>-<offset>
-//!                                        a staged segment: bytes of one piece inside one part,
-//!                                        written by writer <w>, waiting to be coalesced
-//! PREFIX/.chunked-upload/<key>/g<nonce>/r/<index>
-//!                                        the record of a piece: its length and SHA-256
-//! PREFIX/.chunked-upload/<key>/g<nonce>/object
-//!                                        the multipart upload the parts go to; the whole file
-//!                                        once completed, before it is published
-//! ```
-//!
-//! The file is cut into parts at fixed byte offsets (every [`S3StoreBuilder::part_size`],
-//! 8 MiB by default, more for files that would need over 10 000 parts), whatever the widget's
-//! chunk size. A request streams its chunk into segments that each lie within one part; a
-//! segment is `PUT` as soon as it is full, so a request holds at most one part in memory
-//! (never a whole 128 MiB chunk) and no server needs a disk for an upload's bytes. Once the
-//! segments recorded for a part cover it, the server that recorded the last of them reads them
-//! back and uploads them as that part of the upload's multipart upload, then deletes them.
-//! Every part but the last is a full part, so S3's 5 MiB minimum holds for any chunk size.
-//!
-//! # State, and what a chunk costs
-//!
-//! Which pieces are recorded, the multipart upload's id, its uploaded parts (number, ETag,
-//! size), the segments waiting for their part and the marker of an assembled upload live in one
-//! state object per upload, written with a conditional put (`If-Match` its ETag) at every
-//! change. Completion is read from it: no listing per request. A chunk of an upload costs:
-//!
-//! | step | requests |
-//! |---|---|
-//! | lock, then unlock (twice: before the body, and to record it) | 2 conditional `PUT` each, 1 `GET` more when another server wrote last |
-//! | the body | 1 `PUT` per segment (one per chunk when chunks are smaller than a part) |
-//! | recording it | 1 `PUT` (its record), 1 conditional `PUT` (the state) |
-//! | a part it completes | 1 `GET` per segment of the part, 1 `UploadPart`, 1 `DELETE` per segment |
-//!
-//! and the assembly: the last part's coalescing, `CompleteMultipartUpload`, one server-side
-//! copy to the destination, and the deletion of the completed hidden object. The state object
-//! grows with the number of parts (about 80 bytes each), not with the number of chunks.
-//!
-//! # Locks are leases
-//!
-//! An upload's lock is a lease in its state object, taken with a conditional put, renewed
-//! every third of the lease time (30 s by default) while held, and released by a conditional
-//! put. A lease its holder failed to renew or release (a server killed) is taken over once it
-//! has been expired for 2 s: a dead server never holds an upload for longer than the lease time
-//! plus 2 s. Servers' clocks must agree within 2 s (NTP).
-//!
-//! # Exactly-once assembly
-//!
-//! Under the lease: the last part is uploaded, the state records that an assembly started,
-//! `CompleteMultipartUpload` makes the whole file appear atomically at the hidden `object` key,
-//! and a server-side copy publishes it: `copy_if_not_exists` (a conditional create) for
-//! [`ConflictPolicy::Refuse`](crate::ConflictPolicy::Refuse) and
-//! [`Rename`](crate::ConflictPolicy::Rename), a plain copy for
-//! [`Overwrite`](crate::ConflictPolicy::Overwrite). Then the marker is written. A server
-//! killed at any moment leaves either no published file (the next server to take the lease
-//! finishes the assembly) or a published file whose marker the next server writes: it
-//! recognises the file as its own by its size and a modification time after the assembly
-//! started. A copy is atomic, so no partial object is ever visible at a destination.
-//!
-//! A single copy is limited by S3 to 5 GiB: files above that cannot be published.
-//!
-//! # Expiry and the lifecycle backstop
-//!
-//! [`Uploads::sweep`](crate::Uploads::sweep) aborts the multipart upload of an idle upload and
-//! deletes its objects. A multipart upload created by a server killed before it could record it
-//! cannot be found again (`object_store` cannot list multipart uploads); add a lifecycle rule
-//! to the bucket as a backstop:
-//!
-//! ```xml
-//! <LifecycleConfiguration>
-//!   <Rule>
-//!     <ID>chunked-upload</ID>
-//!     <Filter><Prefix>PREFIX/.chunked-upload/</Prefix></Filter>
-//!     <Status>Enabled</Status>
-//!     <AbortIncompleteMultipartUpload><DaysAfterInitiation>3</DaysAfterInitiation></AbortIncompleteMultipartUpload>
-//!     <Expiration><Days>7</Days></Expiration>
-//!   </Rule>
-//! </LifecycleConfiguration>
-//! ```
-//!
-//! (pick days longer than [`Config::expire_after`](crate::Config::expire_after)).
+//! The object-storage store ([`S3Store`]): its layout, leases and costs are documented on the
+//! type.
 
 mod lease;
 mod remote;
@@ -130,8 +43,96 @@ const WRITER_TTL: Duration = Duration::from_secs(3600);
 /// A staged segment no writer or state refers to, this old, is a crashed request's leftover.
 const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 
-/// Uploads kept in an S3-compatible bucket: see the [module docs](self) for the layout, the
-/// lease design and the request costs.
+/// Uploads kept in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, R2; GCS and Azure through
+/// the same `object_store` crate), shared by any number of stateless servers.
+///
+/// # Bucket layout
+///
+/// ```text
+/// PREFIX/<name>                          assembled files, named as in an upload directory
+/// PREFIX/.chunked-upload/<key>/state     the upload's state and lease (JSON, conditional puts)
+/// PREFIX/.chunked-upload/<key>/s/<w>-<offset>
+///                                        a staged segment: bytes of one piece inside one part,
+///                                        written by writer <w>, waiting to be coalesced
+/// PREFIX/.chunked-upload/<key>/g<nonce>/r/<index>
+///                                        the record of a piece: its length and SHA-256
+/// PREFIX/.chunked-upload/<key>/g<nonce>/object
+///                                        the multipart upload the parts go to; the whole file
+///                                        once completed, before it is published
+/// ```
+///
+/// The file is cut into parts at fixed byte offsets (every [`S3StoreBuilder::part_size`],
+/// 8 MiB by default, more for files that would need over 10 000 parts), whatever the widget's
+/// chunk size. A request streams its chunk into segments that each lie within one part; a
+/// segment is `PUT` as soon as it is full, so a request holds at most one part in memory
+/// (never a whole 128 MiB chunk) and no server needs a disk for an upload's bytes. Once the
+/// segments recorded for a part cover it, the server that recorded the last of them reads them
+/// back and uploads them as that part of the upload's multipart upload, then deletes them.
+/// Every part but the last is a full part, so S3's 5 MiB minimum holds for any chunk size.
+///
+/// # State, and what a chunk costs
+///
+/// Which pieces are recorded, the multipart upload's id, its uploaded parts (number, ETag,
+/// size), the segments waiting for their part and the marker of an assembled upload live in one
+/// state object per upload, written with a conditional put (`If-Match` its ETag) at every
+/// change. Completion is read from it: no listing per request. A chunk of an upload costs:
+///
+/// | step | requests |
+/// |---|---|
+/// | lock, then unlock (twice: before the body, and to record it) | 2 conditional `PUT` each, 1 `GET` more when another server wrote last |
+/// | the body | 1 `PUT` per segment (one per chunk when chunks are smaller than a part) |
+/// | recording it | 1 `PUT` (its record), 1 conditional `PUT` (the state) |
+/// | a part it completes | 1 `GET` per segment of the part, 1 `UploadPart`, 1 `DELETE` per segment |
+///
+/// and the assembly: the last part's coalescing, `CompleteMultipartUpload`, one server-side
+/// copy to the destination, and the deletion of the completed hidden object. The state object
+/// grows with the number of parts (about 80 bytes each), not with the number of chunks.
+///
+/// # Locks are leases
+///
+/// An upload's lock is a lease in its state object, taken with a conditional put, renewed
+/// every third of the lease time (30 s by default) while held, and released by a conditional
+/// put. A lease its holder failed to renew or release (a server killed) is taken over once it
+/// has been expired for 2 s: a dead server never holds an upload for longer than the lease time
+/// plus 2 s. Servers' clocks must agree within 2 s (NTP).
+///
+/// # Exactly-once assembly
+///
+/// Under the lease: the last part is uploaded, the state records that an assembly started,
+/// `CompleteMultipartUpload` makes the whole file appear atomically at the hidden `object` key,
+/// and a server-side copy publishes it: `copy_if_not_exists` (a conditional create) for
+/// [`ConflictPolicy::Refuse`](crate::ConflictPolicy::Refuse) and
+/// [`Rename`](crate::ConflictPolicy::Rename), a plain copy for
+/// [`Overwrite`](crate::ConflictPolicy::Overwrite). Then the marker is written. A server
+/// killed at any moment leaves either no published file (the next server to take the lease
+/// finishes the assembly) or a published file whose marker the next server writes: it
+/// recognises the file as its own by its size and a modification time after the assembly
+/// started. A copy is atomic, so no partial object is ever visible at a destination.
+///
+/// A single copy is limited by S3 to 5 GiB: files above that cannot be published.
+///
+/// # Expiry and the lifecycle backstop
+///
+/// [`Uploads::sweep`](crate::Uploads::sweep) aborts the multipart upload of an idle upload and
+/// deletes its objects. A multipart upload created by a server killed before it could record it
+/// cannot be found again (`object_store` cannot list multipart uploads); add a lifecycle rule
+/// to the bucket as a backstop:
+///
+/// ```xml
+/// <LifecycleConfiguration>
+///   <Rule>
+///     <ID>chunked-upload</ID>
+///     <Filter><Prefix>PREFIX/.chunked-upload/</Prefix></Filter>
+///     <Status>Enabled</Status>
+///     <AbortIncompleteMultipartUpload><DaysAfterInitiation>3</DaysAfterInitiation></AbortIncompleteMultipartUpload>
+///     <Expiration><Days>7</Days></Expiration>
+///   </Rule>
+/// </LifecycleConfiguration>
+/// ```
+///
+/// (pick days longer than [`Config::expire_after`](crate::Config::expire_after)).
+///
+/// # Example
 ///
 /// ```no_run
 /// # fn main() -> chunked_upload::Result<()> {
@@ -222,12 +223,16 @@ impl S3StoreBuilder {
         let hidden = prefix.clone().join(HIDDEN);
         Ok(S3Store {
             inner: Arc::new(Inner {
-                remote: remote::Remote::new(self.objects, self.multipart, self.worker_threads)?,
+                remote: Arc::new(remote::Remote::new(
+                    self.objects,
+                    self.multipart,
+                    self.worker_threads,
+                )?),
                 prefix,
                 hidden,
                 part_size: self.part_size,
                 lease_time: self.lease_time,
-                local: LocalLocks::default(),
+                local: Arc::new(LocalLocks::default()),
                 held: Mutex::new(HashMap::new()),
                 released: Mutex::new(HashMap::new()),
             }),
@@ -302,13 +307,13 @@ impl S3Store {
     }
 }
 
-pub(super) struct Inner {
-    remote: remote::Remote,
+struct Inner {
+    remote: Arc<remote::Remote>,
     prefix: Path,
     hidden: Path,
     part_size: u64,
     lease_time: Duration,
-    local: LocalLocks,
+    local: Arc<LocalLocks>,
     /// The leases this process holds, by key (their state as last written).
     held: Mutex<HashMap<String, Arc<Held>>>,
     /// The state as this process released it, by key: the next lock tries that version first.
@@ -409,7 +414,16 @@ impl Ops for Arc<Inner> {
         let (inner, held, key) = (Arc::clone(self), Arc::clone(held), key.to_owned());
         self.remote.run(async move {
             let mut current = held.current.lock().await;
-            lease::write_locked(&inner, &key, &held, &mut current, next).await
+            let path = inner.state_path(&key);
+            lease::write_locked(
+                &inner.remote,
+                &path,
+                inner.lease_time,
+                &held,
+                &mut current,
+                next,
+            )
+            .await
         })
     }
 
@@ -474,11 +488,7 @@ impl Drop for LeaseGuard {
             .remove(&self.key);
         self.held.released.store(true, Ordering::SeqCst);
         self.held.wake.notify_one();
-        let (task_inner, held, key) = (
-            Arc::clone(inner),
-            Arc::clone(&self.held),
-            self.key.clone(),
-        );
+        let (task_inner, held, key) = (Arc::clone(inner), Arc::clone(&self.held), self.key.clone());
         let released = inner.remote.run(async move {
             let current = held.current.lock().await;
             if held.lost.load(Ordering::SeqCst) {
@@ -513,17 +523,16 @@ impl S3Store {
     fn take(&self, key: &str, timeout: Duration, create: bool) -> Result<Option<UploadLock>> {
         let inner = &self.inner;
         let deadline = Instant::now() + timeout;
-        let local = match lease::local_lock(inner, key, deadline) {
+        let local = match lease::local_lock(&inner.local, key, deadline) {
             Ok(local) => local,
-            Err(e) if !create => {
-                let _ = e;
-                return Ok(None);
-            }
+            Err(_) if !create => return Ok(None),
             Err(e) => return Err(e),
         };
         let taken = inner.remote.run(lease::acquire(
-            Arc::clone(inner),
-            key.to_owned(),
+            Arc::clone(&inner.remote),
+            inner.state_path(key),
+            inner.lease_time,
+            inner.take_released(key),
             deadline,
             create,
         ))?;
@@ -539,8 +548,9 @@ impl S3Store {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.to_owned(), Arc::clone(&held));
         inner.remote.spawn(lease::renew(
-            Arc::clone(inner),
-            key.to_owned(),
+            Arc::clone(&inner.remote),
+            inner.state_path(key),
+            inner.lease_time,
             Arc::clone(&held),
         ));
         Ok(Some(UploadLock::new(
@@ -634,10 +644,9 @@ impl S3Store {
         let size = at - start;
         let key_owned = key.to_owned();
         let etag = inner.remote.run(async move {
-            let fetched = futures_util::future::try_join_all(
-                reads.iter().map(|p| task.remote.get(p)),
-            )
-            .await?;
+            let fetched =
+                futures_util::future::try_join_all(reads.iter().map(|p| task.remote.get(p)))
+                    .await?;
             let mut bytes = Vec::with_capacity(fetched.len());
             for ((found, len), path) in fetched.into_iter().zip(lens).zip(&reads) {
                 match found {
@@ -798,7 +807,8 @@ impl S3Store {
                     .remote
                     .run(async move { task.remote.head(&path).await })?;
                 if let Some(meta) = found {
-                    let modified = u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0);
+                    let modified =
+                        u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0);
                     let skew = u64::try_from(lease::CLOCK_SKEW.as_millis()).unwrap_or(0);
                     if meta.size == a.size && modified + skew >= a.started_ms {
                         published = Some(candidate);
@@ -808,8 +818,8 @@ impl S3Store {
                         Conflict::Rename => continue,
                         Conflict::Refuse => {
                             return Err(Error::Conflict {
-                    location: Location::Object(candidate.to_string()),
-                });
+                                location: Location::Object(candidate.to_string()),
+                            });
                         }
                         Conflict::Overwrite => {}
                     }
@@ -838,8 +848,8 @@ impl S3Store {
         }
         let Some(published) = published else {
             return Err(Error::Conflict {
-                    location: Location::Object(base.to_string()),
-                });
+                location: Location::Object(base.to_string()),
+            });
         };
         let marker = Marker {
             location: Location::Object(published.to_string()),
@@ -1324,9 +1334,7 @@ impl StagingWriter {
         tally: Tally,
         recorded_len: Option<u64>,
     ) -> Result<Recorded> {
-        let record = self
-            .store
-            .read_record(&self.key, nonce, self.piece.index)?;
+        let record = self.store.read_record(&self.key, nonce, self.piece.index)?;
         let digest = hex::encode(self.hasher.clone().finalize());
         let same = record.is_some_and(|r| r.len == self.len && r.sha256 == digest)
             && recorded_len.is_none_or(|l| l == self.len);
@@ -1386,9 +1394,7 @@ impl PieceWriter for StagingWriter {
         let Some(generation) = state.generation.as_mut() else {
             return Ok(Recorded::Stale);
         };
-        if generation.part_size != self.part_size
-            || geometry(&generation.upload) != self.geometry
-        {
+        if generation.part_size != self.part_size || geometry(&generation.upload) != self.geometry {
             return Ok(Recorded::Stale);
         }
         self.flush()?;
@@ -1506,9 +1512,10 @@ impl PartSink {
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
         let index = u32::try_from(self.etags.len()).unwrap_or(u32::MAX);
         let (inner, path, id) = (Arc::clone(&self.inner), self.path.clone(), self.id.clone());
-        let etag = self.inner.remote.run(async move {
-            inner.remote.put_part(&path, &id, index, bytes.into()).await
-        })?;
+        let etag = self
+            .inner
+            .remote
+            .run(async move { inner.remote.put_part(&path, &id, index, bytes.into()).await })?;
         self.etags.push(etag);
         Ok(())
     }

@@ -17,7 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chunked_upload::object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
+use chunked_upload::object_store::aws::{
+    AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists,
+};
 use chunked_upload::object_store::{ObjectStoreExt, path::Path};
 
 pub const ACCESS_KEY: &str = "AKCHUNKEDUPLOADTEST";
@@ -162,8 +164,8 @@ pub fn read_object(client: &Arc<AmazonS3>, key: &str) -> Vec<u8> {
 
 /// Every object key below `prefix`, sorted.
 pub fn list_keys(client: &Arc<AmazonS3>, prefix: &str) -> Vec<String> {
-    use futures_util::TryStreamExt;
     use chunked_upload::object_store::ObjectStore;
+    use futures_util::TryStreamExt;
     let client = Arc::clone(client);
     let prefix = Path::from(prefix);
     let mut keys: Vec<String> = block_on(async move {
@@ -178,7 +180,9 @@ pub fn list_keys(client: &Arc<AmazonS3>, prefix: &str) -> Vec<String> {
     keys
 }
 
-pub fn block_on<T: Send + 'static>(fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
+pub fn block_on<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -276,7 +280,11 @@ async fn forward(
     let (parts, body) = request.into_parts();
     let conditional =
         parts.headers.contains_key("if-match") || parts.headers.contains_key("if-none-match");
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let target = parts
         .uri
         .path_and_query()
@@ -310,7 +318,11 @@ async fn forward(
     let mut response = hyper::Response::builder().status(answer.status().as_u16());
     for (name, value) in answer.headers() {
         let n = name.as_str();
-        if n == "connection" || n == "transfer-encoding" || n == "keep-alive" || n == "content-length" {
+        if n == "connection"
+            || n == "transfer-encoding"
+            || n == "keep-alive"
+            || n == "content-length"
+        {
             continue;
         }
         response = response.header(n, value.as_bytes());

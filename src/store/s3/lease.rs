@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use object_store::path::Path;
 
-use super::Inner;
-use super::remote::Conditional;
+use super::remote::{Conditional, Remote};
 use super::state::{Lease, State};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -74,13 +73,13 @@ pub(super) struct LocalLocks {
 /// A key held by one thread of this process.
 #[derive(Debug)]
 pub(super) struct LocalGuard {
-    locks: Arc<Inner>,
+    locks: Arc<LocalLocks>,
     key: String,
 }
 
 impl Drop for LocalGuard {
     fn drop(&mut self) {
-        let locks = &self.locks.local;
+        let locks = &self.locks;
         let mut held = locks.held.lock().unwrap_or_else(|p| p.into_inner());
         held.remove(&self.key);
         drop(held);
@@ -89,14 +88,17 @@ impl Drop for LocalGuard {
 }
 
 /// Takes the local lock of `key`, waiting until `deadline`.
-pub(super) fn local_lock(inner: &Arc<Inner>, key: &str, deadline: Instant) -> Result<LocalGuard> {
-    let locks = &inner.local;
+pub(super) fn local_lock(
+    locks: &Arc<LocalLocks>,
+    key: &str,
+    deadline: Instant,
+) -> Result<LocalGuard> {
     let mut held = locks.held.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if !held.contains(key) {
             held.insert(key.to_owned());
             return Ok(LocalGuard {
-                locks: Arc::clone(inner),
+                locks: Arc::clone(locks),
                 key: key.to_owned(),
             });
         }
@@ -152,22 +154,23 @@ pub(super) enum Taken {
     Busy,
 }
 
-/// Takes the lease of `key` in the bucket (the local lock held), waiting until `deadline`;
-/// creates the state object when `create`.
+/// Takes the lease in the state object at `path` (the local lock held), waiting until
+/// `deadline`, trying the version this process released last (`cached`) first; creates the
+/// state object when `create`.
 pub(super) async fn acquire(
-    inner: Arc<Inner>,
-    key: String,
+    remote: Arc<Remote>,
+    path: Path,
+    lease_time: Duration,
+    mut cached: Option<Current>,
     deadline: Instant,
     create: bool,
 ) -> Result<Taken> {
-    let path = inner.state_path(&key);
     let holder = token();
     let mut pause = Duration::from_millis(1);
-    let mut cached = inner.take_released(&key);
     loop {
         let (etag, state) = match cached.take() {
             Some(c) => (Some(c.etag), Some(c.state)),
-            None => match inner.remote.get(&path).await? {
+            None => match remote.get(&path).await? {
                 Some((bytes, meta)) => {
                     let state = serde_json::from_slice::<State>(&bytes)
                         .ok()
@@ -189,14 +192,10 @@ pub(super) async fn acquire(
         }
         if free {
             let mut next = state.clone().unwrap_or_else(State::empty);
-            next.lease = Some(lease_for(&holder, inner.lease_time));
+            next.lease = Some(lease_for(&holder, lease_time));
             let body = serde_json::to_vec(&next).expect("state serializes");
             let condition = if state.is_none() { None } else { etag };
-            match inner
-                .remote
-                .put_if(&path, body.into(), condition.clone())
-                .await?
-            {
+            match remote.put_if(&path, body.into(), condition.clone()).await? {
                 Conditional::Written(etag) => {
                     let held = Arc::new(Held {
                         holder: holder.clone(),
@@ -206,7 +205,7 @@ pub(super) async fn acquire(
                         wake: tokio::sync::Notify::new(),
                         valid_until: Mutex::new(Instant::now()),
                     });
-                    held.extend(inner.lease_time);
+                    held.extend(lease_time);
                     return Ok(Taken::Held(held));
                 }
                 Conditional::Lost => continue, // someone was faster: look again at once
@@ -221,9 +220,10 @@ pub(super) async fn acquire(
     }
 }
 
-/// Keeps `held` alive until it is released: renews every third of the lease time.
-pub(super) async fn renew(inner: Arc<Inner>, key: String, held: Arc<Held>) {
-    let every = inner.lease_time / 3;
+/// Keeps `held` (the lease in the state object at `path`) alive until it is released: renews
+/// every third of the lease time.
+pub(super) async fn renew(remote: Arc<Remote>, path: Path, lease_time: Duration, held: Arc<Held>) {
+    let every = lease_time / 3;
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -237,8 +237,8 @@ pub(super) async fn renew(inner: Arc<Inner>, key: String, held: Arc<Held>) {
             return;
         }
         let mut next = current.state.clone();
-        next.lease = Some(lease_for(&held.holder, inner.lease_time));
-        if write_locked(&inner, &key, &held, &mut current, next)
+        next.lease = Some(lease_for(&held.holder, lease_time));
+        if write_locked(&remote, &path, lease_time, &held, &mut current, next)
             .await
             .is_err()
         {
@@ -247,43 +247,40 @@ pub(super) async fn renew(inner: Arc<Inner>, key: String, held: Arc<Held>) {
     }
 }
 
-/// Writes `next` as the state (lease pushed forward), `current` locked.
+/// Writes `next` as the state at `path` (lease pushed forward), `current` locked.
 pub(super) async fn write_locked(
-    inner: &Inner,
-    key: &str,
+    remote: &Remote,
+    path: &Path,
+    lease_time: Duration,
     held: &Held,
     current: &mut Current,
     mut next: State,
 ) -> Result<()> {
     if held.lost.load(Ordering::SeqCst) {
-        return Err(lost(key));
+        return Err(lost(path.as_ref()));
     }
     if next.lease.is_some() {
-        next.lease = Some(lease_for(&held.holder, inner.lease_time));
+        next.lease = Some(lease_for(&held.holder, lease_time));
     }
     let body = serde_json::to_vec(&next).expect("state serializes");
-    match inner
-        .remote
-        .put_if(
-            &inner.state_path(key),
-            body.into(),
-            Some(current.etag.clone()),
-        )
+    match remote
+        .put_if(path, body.into(), Some(current.etag.clone()))
         .await?
     {
         Conditional::Written(etag) => {
             *current = Current { etag, state: next };
-            held.extend(inner.lease_time);
+            held.extend(lease_time);
             Ok(())
         }
         Conditional::Lost => {
             held.lost.store(true, Ordering::SeqCst);
-            Err(lost(key))
+            Err(lost(path.as_ref()))
         }
     }
 }
 
-/// The error of a write under a lease that another server took over.
+/// The error of a write under a lease that another server took over (`key`: the upload's, or
+/// its state object's).
 pub(super) fn lost(key: &str) -> Error {
     Error::ObjectStore {
         op: "update upload state",
@@ -293,7 +290,7 @@ pub(super) fn lost(key: &str) -> Error {
     }
 }
 
-/// The path of a key's state object (for [`Inner`]).
+/// The path of a key's state object.
 pub(super) fn state_path(hidden: &Path, key: &str) -> Path {
     hidden.clone().join(key).join("state")
 }

@@ -278,12 +278,15 @@ impl Remote {
             ..PutOptions::default()
         };
         match self.objects.put_opts(path, payload, opts).await {
-            Ok(r) => r.e_tag.map(Conditional::Written).ok_or_else(|| Error::ObjectStore {
-                op: "write object conditionally",
-                key: path.to_string(),
-                reason: "the store answered without an ETag".to_owned(),
-                transient: false,
-            }),
+            Ok(r) => r
+                .e_tag
+                .map(Conditional::Written)
+                .ok_or_else(|| Error::ObjectStore {
+                    op: "write object conditionally",
+                    key: path.to_string(),
+                    reason: "the store answered without an ETag".to_owned(),
+                    transient: false,
+                }),
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. }

@@ -278,7 +278,13 @@ mod tests {
         assert_eq!(g.size_of(1), Some(10));
         assert_eq!(g.size_of(2), Some(5));
         assert_eq!(g.size_of(0), None);
-        assert_eq!(g.tally, Tally { present: 2, bytes: 15 });
+        assert_eq!(
+            g.tally,
+            Tally {
+                present: 2,
+                bytes: 15
+            }
+        );
         g.pending.entry(2).or_default().push(Segment {
             offset: 20,
             len: 5,
