@@ -61,6 +61,7 @@ async fn main() -> std::io::Result<()> {
     };
     let sessions = web::Data::new(Sessions::new(key));
     adapter::actix::spawn_sweep(uploads.clone(), Duration::from_secs(600));
+    let limits = *uploads.config().request_limits();
     let state = UploadState::new(uploads);
     let server = HttpServer::new(move || {
         let (state, progress) = (state.clone(), state.clone());
@@ -72,6 +73,12 @@ async fn main() -> std::io::Result<()> {
                     .configure(|cfg| progress.configure_progress::<SessionScope>(cfg)),
             )
     })
+    // The connection limits are the server's: a deadline on the request head (from the
+    // connection's start), on idle keep-alive connections, and their number. The adapter
+    // applies the rest of the request limits to every request.
+    .client_request_timeout(limits.head_timeout)
+    .keep_alive(limits.head_timeout)
+    .max_connections(limits.max_connections)
     .bind(args.addr)?;
     for addr in server.addrs() {
         println!("listening on http://{addr}/upload");

@@ -18,15 +18,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chunked_upload::adapter::{SessionKey, Sessions};
+use chunked_upload::adapter::{ClientAddr, SessionKey, Sessions};
 use chunked_upload::{Config, Uploads, adapter};
 use clap::Parser;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -100,20 +98,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let sessions = Sessions::new(key);
     adapter::hyper::spawn_sweep(uploads.clone(), Duration::from_secs(600));
+    let limits = *uploads.config().request_limits();
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}/upload", listener.local_addr()?);
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        let (uploads, sessions) = (uploads.clone(), sessions.clone());
-        tokio::spawn(async move {
-            let service =
-                service_fn(move |request| route(uploads.clone(), sessions.clone(), peer, request));
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
+    let service = service_fn(move |request: Request<Incoming>| {
+        // The serving loop tells each request its client's address.
+        let peer = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|client| client.0)
+            .expect("adapter::hyper::serve sets the client's address");
+        route(uploads.clone(), sessions.clone(), peer, request)
+    });
+    // With the connection limits (a deadline on request heads, their size, the number of
+    // connections): a bare accept loop would keep a silent connection open for ever.
+    adapter::hyper::serve(listener, service, &limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
 }

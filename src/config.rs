@@ -11,6 +11,7 @@ use sha1::{Digest, Sha1};
 use crate::dialect::Dialects;
 use crate::limits::Limits;
 use crate::progress::ProgressConfig;
+use crate::request_limits::RequestLimits;
 use crate::sanitize::sanitize_filename;
 use crate::store::{ConflictPolicy, PreprocessFn, Store};
 use crate::upload::{Assembled, UploadInfo};
@@ -76,6 +77,7 @@ pub struct Config {
     pub(crate) dialects: Dialects,
     pub(crate) progress: ProgressConfig,
     pub(crate) max_concurrent_bodies: usize,
+    pub(crate) request_limits: RequestLimits,
 }
 
 impl fmt::Debug for Config {
@@ -98,6 +100,7 @@ impl fmt::Debug for Config {
             .field("dialects", &self.dialects)
             .field("progress", &self.progress)
             .field("max_concurrent_bodies", &self.max_concurrent_bodies)
+            .field("request_limits", &self.request_limits)
             .finish_non_exhaustive()
     }
 }
@@ -146,6 +149,7 @@ impl Config {
                 dialects: Dialects::default(),
                 progress: ProgressConfig::default(),
                 max_concurrent_bodies: 8,
+                request_limits: RequestLimits::default(),
             },
         }
     }
@@ -182,6 +186,11 @@ impl Config {
     /// How many request bodies the bundled adapters read at once.
     pub fn max_concurrent_bodies(&self) -> usize {
         self.max_concurrent_bodies
+    }
+
+    /// What one request may make the server hold, and how long each of its phases may take.
+    pub fn request_limits(&self) -> &RequestLimits {
+        &self.request_limits
     }
 
     /// The pre-process hook, if one is set.
@@ -413,10 +422,18 @@ impl ConfigBuilder {
     /// (default 8). Further uploads wait with that first batch, their other bytes held by the
     /// kernel's socket buffers rather than the server's memory: memory stays bounded however
     /// many clients upload at once (a streaming body costs up to about 2 MiB of buffers, a
-    /// waiting one a few hundred KiB). Bodies that stall or trickle (under 16 KiB per 30 s)
-    /// are dropped and never hold a slot.
+    /// waiting one a few hundred KiB). Bodies that stall or trickle (by default under 16 KiB
+    /// per 30 s, see [`RequestLimits::min_body_bytes`]) are dropped and never hold a slot.
     pub fn max_concurrent_bodies(mut self, bodies: usize) -> Self {
         self.config.max_concurrent_bodies = bodies.max(1);
+        self
+    }
+
+    /// Bounds on what one request may make the server hold (head, part headers, fields) and
+    /// deadlines for each of its phases, which the bundled adapters apply (default
+    /// [`RequestLimits::default`]).
+    pub fn request_limits(mut self, limits: RequestLimits) -> Self {
+        self.config.request_limits = limits;
         self
     }
 

@@ -99,6 +99,10 @@ pub const CASES: &[(&str, Case)] = &[
     ("chunk_over_limit", chunk_over_limit),
     ("finalize_is_idempotent", finalize_is_idempotent),
     ("fields_after_file_part", fields_after_file_part),
+    (
+        "fields_split_around_file_part",
+        fields_split_around_file_part,
+    ),
     ("dropzone_chunked", dropzone_chunked),
     (
         "dropzone_small_and_empty_files",
@@ -136,6 +140,7 @@ macro_rules! conformance_tests {
             chunk_over_limit
             finalize_is_idempotent
             fields_after_file_part
+            fields_split_around_file_part
             dropzone_chunked
             dropzone_small_and_empty_files
             fine_uploader_chunked
@@ -537,6 +542,106 @@ pub fn fields_after_file_part(t: &Target) {
     let r = upload.send(&client, t, 1, Body::Multipart(Layout::FileFirst));
     expect_assembled(&r, &upload, true);
     assert_assembled(t, &upload);
+}
+
+/// A form is decided once all its fields are read, in every dialect. Fields after the file part
+/// are honoured: flow.js with only its identifier and file name before the file part (with
+/// them alone it would read as a whole file in one request), Plupload with only `name`, Fine
+/// Uploader with only `qquuid` and `qqfilename`; each file is assembled byte-identical. A field
+/// after a chunk streamed under the fields before it that changes what they said is refused
+/// with 400 naming it, and the chunk is not stored.
+pub fn fields_split_around_file_part(t: &Target) {
+    let client = client();
+    let split = |pairs: &[(String, String)], early: &[&str]| {
+        let (before, after): (Vec<_>, Vec<_>) = pairs
+            .iter()
+            .cloned()
+            .partition(|(n, _)| early.contains(&n.as_str()));
+        (before, after)
+    };
+    let send = |pairs: &[(String, String)], early: &[&str], part: (&str, &str, &[u8])| {
+        let (before, after) = split(pairs, early);
+        let request = form_around(client.post(&t.base_url), &before, Some(part), &after);
+        Answer::from(request.header(reqwest::header::CONNECTION, "close").send())
+    };
+
+    let upload = Upload::new(Protocol::Flow, "cf-split-flow", 3 * CS, false);
+    let early = ["flowIdentifier", "flowFilename"];
+    for n in 1..=3 {
+        let r = send(&upload.params(n), &early, ("file", "blob", upload.chunk(n)));
+        if n == 3 {
+            expect_assembled(&r, &upload, true);
+        } else {
+            r.expect(200);
+            assert_eq!(r.json()["status"], "chunk_stored", "{r:?}");
+            assert_eq!(r.json()["total_chunks"], 3, "{r:?}");
+        }
+    }
+    assert_assembled(t, &upload);
+
+    // Every field before the file part (so it streams), then one that changes the total.
+    let changed = Upload::new(Protocol::Flow, "cf-split-changed", 3 * CS, false);
+    let late = [("flowTotalSize".to_owned(), (2 * CS).to_string())];
+    let request = form_around(
+        client.post(&t.base_url),
+        &changed.params(1),
+        Some(("file", "blob", changed.chunk(1))),
+        &late,
+    );
+    let r = Answer::from(request.header(reqwest::header::CONNECTION, "close").send());
+    expect_error(&r, 400, "flowTotalSize");
+    let error = r.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("after the file part"), "{r:?}");
+    changed.test(&client, t, 1).expect(204);
+
+    let data = pseudo_random(3 * CS, "cf-split-plupload");
+    for index in 0..3usize {
+        let pairs = [
+            ("name", "cf-split-plupload.bin".to_owned()),
+            ("chunk", index.to_string()),
+            ("chunks", "3".to_owned()),
+        ]
+        .map(|(n, v)| (n.to_owned(), v));
+        let r = send(
+            &pairs,
+            &["name"],
+            ("file", "blob", &data[index * CS..(index + 1) * CS]),
+        );
+        if index == 2 {
+            expect_file(&r, "cf-split-plupload.bin", &data, true);
+        } else {
+            r.expect(200);
+            assert_eq!(r.json()["status"], "chunk_stored", "{r:?}");
+        }
+    }
+    assert_file(t, "cf-split-plupload.bin", &data);
+
+    let data = pseudo_random(2 * CS + 7, "cf-split-fine");
+    for index in 0..3usize {
+        let range = index * CS..((index + 1) * CS).min(data.len());
+        let pairs = [
+            ("qquuid", "cf-split-fine-7c2d".to_owned()),
+            ("qqfilename", "cf-split-fine.pdf".to_owned()),
+            ("qqpartindex", index.to_string()),
+            ("qqpartbyteoffset", range.start.to_string()),
+            ("qqchunksize", range.len().to_string()),
+            ("qqtotalparts", "3".to_owned()),
+            ("qqtotalfilesize", data.len().to_string()),
+        ]
+        .map(|(n, v)| (n.to_owned(), v));
+        let r = send(
+            &pairs,
+            &["qquuid", "qqfilename"],
+            ("qqfile", "blob", &data[range]),
+        );
+        if index == 2 {
+            expect_file(&r, "cf-split-fine.pdf", &data, true);
+        } else {
+            r.expect(200);
+            assert_eq!(r.json()["status"], "chunk_stored", "{r:?}");
+        }
+    }
+    assert_file(t, "cf-split-fine.pdf", &data);
 }
 
 /// Dropzone with `chunking` and `parallelChunkUploads`: the `dz*` fields, then the part `file`
@@ -1119,35 +1224,45 @@ fn form(
     part: Option<(&str, &str, &[u8])>,
     file_first: bool,
 ) -> RequestBuilder {
+    if file_first {
+        form_around(request, &[], part, fields)
+    } else {
+        form_around(request, fields, part, &[])
+    }
+}
+
+/// A `multipart/form-data` body with fields before the file part and fields after it.
+fn form_around(
+    request: RequestBuilder,
+    before: &[(String, String)],
+    part: Option<(&str, &str, &[u8])>,
+    after: &[(String, String)],
+) -> RequestBuilder {
     const BOUNDARY: &str = "----chunked-upload-conformance-5b1d8e0c7a";
     let mut body = Vec::new();
-    let file_part = |body: &mut Vec<u8>| {
-        if let Some((field, filename, bytes)) = part {
+    let text = |body: &mut Vec<u8>, fields: &[(String, String)]| {
+        for (name, value) in fields {
             body.extend_from_slice(
                 format!(
-                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n\
-                     Content-Type: application/octet-stream\r\n\r\n"
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
                 )
                 .as_bytes(),
             );
-            body.extend_from_slice(bytes);
-            body.extend_from_slice(b"\r\n");
         }
     };
-    if file_first {
-        file_part(&mut body);
-    }
-    for (name, value) in fields {
+    text(&mut body, before);
+    if let Some((field, filename, bytes)) = part {
         body.extend_from_slice(
             format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
             )
             .as_bytes(),
         );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
     }
-    if !file_first {
-        file_part(&mut body);
-    }
+    text(&mut body, after);
     body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
     request
         .header(

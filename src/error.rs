@@ -24,6 +24,18 @@ pub enum Limit {
     /// [`ConfigBuilder::max_pending_bytes_per_scope`](crate::ConfigBuilder::max_pending_bytes_per_scope):
     /// bytes one scope may have stored but not yet assembled.
     PendingBytesPerScope,
+    /// [`RequestLimits::max_part_header_bytes`](crate::RequestLimits::max_part_header_bytes):
+    /// the headers of one part of a multipart form.
+    PartHeaders,
+    /// [`RequestLimits::max_part_header_bytes`](crate::RequestLimits::max_part_header_bytes):
+    /// what a multipart body carries before its first boundary.
+    Preamble,
+    /// [`RequestLimits::max_fields`](crate::RequestLimits::max_fields): parts of a multipart
+    /// form, or pairs of a urlencoded one.
+    FormFields,
+    /// [`RequestLimits::max_form_bytes`](crate::RequestLimits::max_form_bytes): the names and
+    /// values of a form's text fields together (a urlencoded body as a whole).
+    FormBytes,
 }
 
 impl Limit {
@@ -36,6 +48,38 @@ impl Limit {
             Limit::RequestBody => "request body size",
             Limit::UploadsPerScope => "unfinished uploads per scope",
             Limit::PendingBytesPerScope => "bytes stored but not yet assembled per scope",
+            Limit::PartHeaders => "size of a multipart part's headers",
+            Limit::Preamble => "size of the multipart preamble",
+            Limit::FormFields => "number of form fields",
+            Limit::FormBytes => "size of the form's text fields",
+        }
+    }
+}
+
+/// Which deadline of [`RequestLimits`](crate::RequestLimits) a request missed (see
+/// [`Error::TimedOut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Deadline {
+    /// [`RequestLimits::idle_timeout`](crate::RequestLimits::idle_timeout): the client sent
+    /// nothing for this long while the server waited for the rest of its request.
+    Idle,
+    /// [`RequestLimits::fields_timeout`](crate::RequestLimits::fields_timeout): the form's
+    /// fields (a urlencoded body, or every part header and text field of a multipart one) took
+    /// longer than this to arrive.
+    Fields,
+    /// [`RequestLimits::body_timeout`](crate::RequestLimits::body_timeout): the chunk's bytes
+    /// took longer than this to arrive.
+    Body,
+}
+
+impl Deadline {
+    /// A short human name for messages, e.g. `"idle time"`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Deadline::Idle => "time without a byte from the client",
+            Deadline::Fields => "time to receive the form's fields",
+            Deadline::Body => "time to receive the chunk's body",
         }
     }
 }
@@ -183,6 +227,27 @@ pub enum Error {
         seconds: u64,
         /// Bytes a body must send per window.
         minimum: u64,
+    },
+
+    /// The client missed one of the request's deadlines (408; the widget may retry the chunk).
+    #[error("{} is over the limit of {limit:?}", .deadline.describe())]
+    TimedOut {
+        /// Which deadline.
+        deadline: Deadline,
+        /// The configured limit.
+        limit: std::time::Duration,
+    },
+
+    /// A form field arrived after the file part and changes what the fields before it said,
+    /// while the file part was already being stored under their description (400). Send every
+    /// parameter before the file part, as the widgets do.
+    #[error(
+        "{field} came after the file part and changes the chunk the fields before it described; \
+         send every parameter before the file part"
+    )]
+    FieldAfterFile {
+        /// The first late field that the chunk's description depends on.
+        field: String,
     },
 
     /// The per-upload lock could not be taken in time; the client should retry (503).
@@ -365,9 +430,9 @@ impl Error {
     /// | error | status |
     /// |---|---|
     /// | [`NoContent`](Error::NoContent) | 204 (test request: chunk absent) |
-    /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete), [`NoSession`](Error::NoSession) | 400 |
+    /// | [`BadRequest`](Error::BadRequest), [`Incomplete`](Error::Incomplete), [`NoSession`](Error::NoSession), [`FieldAfterFile`](Error::FieldAfterFile) | 400 |
     /// | [`NotFound`](Error::NotFound) | 404 |
-    /// | [`BodyTooSlow`](Error::BodyTooSlow) | 408 |
+    /// | [`BodyTooSlow`](Error::BodyTooSlow), [`TimedOut`](Error::TimedOut) | 408 |
     /// | [`Conflict`](Error::Conflict), [`GeometryMismatch`](Error::GeometryMismatch), [`ContentMismatch`](Error::ContentMismatch), [`Restarted`](Error::Restarted) | 409 |
     /// | [`TooLarge`](Error::TooLarge) | 413 |
     /// | [`Refused`](Error::Refused) | 415 |
@@ -379,9 +444,12 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::NoContent { .. } => 204,
-            Error::BadRequest { .. } | Error::Incomplete { .. } | Error::NoSession { .. } => 400,
+            Error::BadRequest { .. }
+            | Error::Incomplete { .. }
+            | Error::NoSession { .. }
+            | Error::FieldAfterFile { .. } => 400,
             Error::NotFound { .. } => 404,
-            Error::BodyTooSlow { .. } => 408,
+            Error::BodyTooSlow { .. } | Error::TimedOut { .. } => 408,
             Error::Conflict { .. }
             | Error::GeometryMismatch { .. }
             | Error::ContentMismatch { .. }
@@ -427,6 +495,7 @@ impl Error {
                     transient: true,
                     ..
                 }
+                | Error::TimedOut { .. }
         )
     }
 
@@ -602,6 +671,27 @@ mod tests {
                 507,
             ),
             (Error::io("write", "f", io::ErrorKind::Other.into()), 500),
+            (
+                Error::TimedOut {
+                    deadline: Deadline::Fields,
+                    limit: std::time::Duration::from_secs(30),
+                },
+                408,
+            ),
+            (
+                Error::FieldAfterFile {
+                    field: "flowTotalSize".into(),
+                },
+                400,
+            ),
+            (
+                Error::TooLarge {
+                    limit_kind: Limit::PartHeaders,
+                    value: 20_000,
+                    limit: 16_384,
+                },
+                413,
+            ),
         ];
         for (err, status) in cases {
             assert_eq!(err.status(), status, "{err}");
@@ -687,5 +777,14 @@ mod tests {
             limit: 5,
         };
         assert_eq!(e.to_string(), "chunk size 10 is over the limit of 5");
+        let e = Error::TimedOut {
+            deadline: Deadline::Idle,
+            limit: std::time::Duration::from_millis(1500),
+        };
+        assert_eq!(
+            e.to_string(),
+            "time without a byte from the client is over the limit of 1.5s"
+        );
+        assert!(e.is_retryable());
     }
 }

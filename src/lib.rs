@@ -64,6 +64,10 @@
 //! - Storage paths are hashes of (scope, identifier): no client string reaches a path, two
 //!   scopes never share an upload, and no symlink in the temp dir is ever followed.
 //!
+//! - What a request can make the server hold is bounded in every part of it (head, part
+//!   headers, fields, body), and every phase has a deadline ([`RequestLimits`]); a form is
+//!   decided once all its fields are read.
+//!
 //! ## Choosing a store
 //!
 //! | store | when |
@@ -93,11 +97,11 @@
 //! |---|---|
 //! | chunk stored, file assembled, test: chunk present | 200 |
 //! | test: chunk absent ([`Error::NoContent`]) | 204 |
-//! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload | 400 |
+//! | invalid request ([`Error::BadRequest`]), finalize of an incomplete upload, a field after the file part that changes the chunk ([`Error::FieldAfterFile`]) | 400 |
 //! | no valid session cookie and no client address to derive one ([`Error::NoSession`]) | 400 |
 //! | refused by the adapter's scope extractor (not signed in, say) | the extractor's, e.g. 401 |
 //! | unknown upload ([`Error::NotFound`]) | 404 |
-//! | body stalled or trickling ([`Error::BodyTooSlow`]) | 408 |
+//! | body stalled or trickling ([`Error::BodyTooSlow`]), a deadline missed ([`Error::TimedOut`]) | 408 |
 //! | destination exists and the policy refuses, geometry changed | 409 |
 //! | too large ([`Error::TooLarge`]) | 413 |
 //! | refused for good ([`Error::Refused`]) | 415 |
@@ -126,9 +130,11 @@ mod error;
 mod expiry;
 mod limits;
 mod merge;
+mod multipart_guard;
 mod progress;
 mod quota;
 mod request;
+mod request_limits;
 mod response;
 mod sanitize;
 mod save;
@@ -143,11 +149,13 @@ pub use config::{
     default_hash_name,
 };
 pub use dialect::{Dialect, Dialects, Dropzone, FineUploader, Flow, Plupload, Resumable};
-pub use error::{Error, Limit, Problem, Result};
+pub use error::{Deadline, Error, Limit, Problem, Result};
 pub use expiry::SweepReport;
 pub use limits::Limits;
+pub use multipart_guard::{MAX_BOUNDARY_LEN, MultipartGuard};
 pub use progress::{Progress, ProgressConfig, ProgressCursor, ProgressMonitor, State};
 pub use request::{ChunkBody, ChunkRequest, MAX_PARAM_LEN, Params, RawRequest, RequestKind};
+pub use request_limits::RequestLimits;
 pub use response::Reply;
 pub use sanitize::{sanitize_filename, sanitize_relative_path};
 pub use save::{Begun, FORM_OVERHEAD, IncomingChunk, Outcome, Uploads};

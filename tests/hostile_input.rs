@@ -305,8 +305,8 @@ fn build_table(session: &str, other: &str, sentinel: &str) -> Table {
             err(400, &[param, "longer than"]),
         );
     }
-    // In a query string, 32 KiB reach the server's own check; 64 KiB make a request line
-    // longer than hyper takes (65534 bytes), refused with 414 before any parsing.
+    // In a query string, 32 KiB reach the server's own check; 64 KiB make a request head
+    // longer than --max-head-bytes (64 KiB), refused with 431 before any parsing.
     t.add(
         "32 KiB flowIdentifier (query)",
         refused(
@@ -318,7 +318,7 @@ fn build_table(session: &str, other: &str, sentinel: &str) -> Table {
     t.add(
         "64 KiB flowIdentifier (query)",
         refused(&pairs_with(&base, "flowIdentifier", &big), Body::Octet),
-        Expect::Status(414),
+        Expect::Status(431),
     );
     t.add(
         "64 KiB value in a urlencoded form",
@@ -326,7 +326,7 @@ fn build_table(session: &str, other: &str, sentinel: &str) -> Table {
             "application/x-www-form-urlencoded",
             query(&pairs_with(&base, "flowFilename", &big)).into_bytes(),
         ),
-        err(413, &["request body size"]),
+        err(413, &["form's text fields", "65536"]),
     );
 
     // --- Chunk numbers. ----------------------------------------------------------------------
@@ -501,8 +501,10 @@ fn build_table(session: &str, other: &str, sentinel: &str) -> Table {
     t.add(
         "300 form fields",
         form(many, Some(("file", "blob", b"x"))),
-        err(400, &["form", "more than 256 fields"]),
+        err(413, &["number of form fields", "256"]),
     );
+    add_framing_cases(&mut t, &base, &chunk1);
+    add_late_field_cases(&mut t);
     t.add(
         "no recognisable parameters",
         Request::new("POST", "/upload?hello=world").body("application/octet-stream", b"x".into()),
@@ -811,6 +813,240 @@ fn build_table(session: &str, other: &str, sentinel: &str) -> Table {
     t
 }
 
+/// Multipart framing and the request head, over the limits of `RequestLimits`: part headers,
+/// preamble, boundary, text fields, a second file part, a request head.
+fn add_framing_cases(t: &mut Table, base: &FlowFile, chunk1: &[u8]) {
+    let b = "----chunked-upload-reliability-9f3c2a";
+    let body = |raw: Vec<u8>| Request::new("POST", "/upload").body(&multipart_type(), raw);
+    let pad = |n: usize| "p".repeat(n);
+    // A part whose header block is over the 16 KiB default, then the form as usual.
+    let mut raw = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"flowIdentifier\"\r\nX-Pad: {}\r\n\r\nx\r\n",
+        pad(17 * 1024)
+    )
+    .into_bytes();
+    raw.extend_from_slice(&multipart(
+        &fields(&flow_pairs(base, 1)),
+        Some(("file", "blob", chunk1)),
+        false,
+    ));
+    t.add(
+        "part header block of 17 KiB",
+        body(raw),
+        err(413, &["part's headers", "16384"]),
+    );
+    // The endless header: no blank line ever (1 MiB of it here).
+    let raw = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"flowIdentifier\"\r\nX-Pad: {}",
+        pad(256 << 10)
+    );
+    t.add(
+        "part header that never ends (256 KiB, no blank line)",
+        body(raw.into_bytes()),
+        err(413, &["part's headers", "over the limit of 16384"]),
+    );
+    let mut raw = pad(20 * 1024).into_bytes();
+    raw.extend_from_slice(&multipart(
+        &fields(&flow_pairs(base, 1)),
+        Some(("file", "blob", chunk1)),
+        false,
+    ));
+    t.add(
+        "20 KiB before the first boundary",
+        body(raw),
+        err(413, &["preamble", "16384"]),
+    );
+    let mut raw = format!("--{b}").into_bytes();
+    raw.extend(std::iter::repeat_n(b' ', 20 * 1024));
+    t.add(
+        "20 KiB of transport padding after a boundary",
+        body(raw),
+        err(413, &["part's headers"]),
+    );
+    let long = "b".repeat(300);
+    t.add(
+        "multipart boundary of 300 bytes",
+        Request::new("POST", "/upload").body(
+            &format!("multipart/form-data; boundary={long}"),
+            format!("--{long}--\r\n").into_bytes(),
+        ),
+        err(400, &["Content-Type", "boundary has 300 bytes"]),
+    );
+    let heavy: Vec<(String, Vec<u8>)> = (0..9)
+        .map(|i| (format!("extra{i}"), vec![b'v'; 8000]))
+        .chain(fields(&flow_pairs(base, 1)))
+        .collect();
+    t.add(
+        "nine text fields of 8000 bytes (72 KB of fields)",
+        form(heavy, Some(("file", "blob", chunk1))),
+        err(413, &["form's text fields", "65536"]),
+    );
+    let two = server_support::multipart_around(
+        &fields(&flow_pairs(base, 1)),
+        ("file", "blob", chunk1),
+        &[],
+    );
+    let two = [
+        &two[..two.len() - format!("--{b}--\r\n").len()],
+        &multipart(&[], Some(("file", "blob2", b"more")), false),
+    ]
+    .concat();
+    t.add(
+        "a second file part",
+        body(two),
+        err(400, &["second file part"]),
+    );
+    t.add(
+        "request head of 70 KiB (one header)",
+        Request::new("GET", format!("/upload?{}", query(&flow_pairs(base, 1))))
+            .header("X-Pad", pad(70 * 1024)),
+        Expect::Status(431),
+    );
+}
+
+/// Fields after the file part, for flow.js, Plupload and Fine Uploader: a form is decided
+/// once all its fields are read. Fields that complete the description are honoured (the file
+/// is assembled byte-identical from the chunks so sent); fields that change a description the
+/// file part was already streamed under are refused with 400, and nothing is stored.
+fn add_late_field_cases(t: &mut Table) {
+    let split_form = |pairs: &[(String, String)], early: &[&str], file: (&str, &str, &[u8])| {
+        let (before, after): (Vec<_>, Vec<_>) = pairs
+            .iter()
+            .cloned()
+            .partition(|(n, _)| early.contains(&n.as_str()));
+        let raw = server_support::multipart_around(&fields(&before), file, &fields(&after));
+        Request::new("POST", "/upload").body(&multipart_type(), raw)
+    };
+
+    // flow.js, the form: identifier and file name first, the rest after the file.
+    let f = FlowFile {
+        identifier: "late-flow".into(),
+        ..FlowFile::new("late-flow.bin", bytes(3000, 61), 1000)
+    };
+    let early = ["flowIdentifier", "flowFilename"];
+    for n in 1..=3 {
+        let expect = if n == 3 {
+            Expect::Assembled(f.name.clone(), f.data.clone())
+        } else {
+            Expect::Stored(n)
+        };
+        t.add(
+            format!("flow.js chunk {n} of 3, chunk fields after the file part"),
+            split_form(
+                &flow_pairs(&f, n),
+                &early,
+                ("file", "blob", &f.data[f.range(n)]),
+            ),
+            expect,
+        );
+    }
+    // Every field before the file part (streamed), then one that changes the total: refused,
+    // and the chunk is not stored.
+    let g = FlowFile {
+        identifier: "late-flow-changed".into(),
+        ..FlowFile::new("late-flow-changed.bin", bytes(3000, 62), 1000)
+    };
+    let raw = server_support::multipart_around(
+        &fields(&flow_pairs(&g, 1)),
+        ("file", "blob", &g.data[g.range(1)]),
+        &text(&[("flowTotalSize", "2500")]),
+    );
+    t.add(
+        "flow.js: flowTotalSize changed after the file part",
+        Request::new("POST", "/upload").body(&multipart_type(), raw),
+        err(400, &["flowTotalSize", "after the file part"]),
+    );
+    // An optional field the streamed chunk was described without: refused too.
+    let late_size = without(flow_pairs(&g, 1), "flowCurrentChunkSize");
+    let raw = server_support::multipart_around(
+        &fields(&late_size),
+        ("file", "blob", &g.data[g.range(1)]),
+        &text(&[("flowCurrentChunkSize", "1000")]),
+    );
+    t.add(
+        "flow.js: flowCurrentChunkSize only after the file part",
+        Request::new("POST", "/upload").body(&multipart_type(), raw),
+        err(400, &["flowCurrentChunkSize", "after the file part"]),
+    );
+    t.add(
+        "flow.js: the refused chunk is absent",
+        test_get(&flow_pairs(&g, 1)),
+        Expect::Absent,
+    );
+    // A field no dialect reads (flow.js `query` option) after the file part changes nothing.
+    let raw = server_support::multipart_around(
+        &fields(&flow_pairs(&g, 2)),
+        ("file", "blob", &g.data[g.range(2)]),
+        &text(&[("csrf", "token-123")]),
+    );
+    t.add(
+        "flow.js: an unrelated field after the file part",
+        Request::new("POST", "/upload").body(&multipart_type(), raw),
+        Expect::Stored(1),
+    );
+
+    // Plupload: `name` first, `chunk` and `chunks` after (without them it reads as a whole
+    // file in one request).
+    let data = bytes(30, 63);
+    for index in 0..3u64 {
+        let start = index as usize * 10;
+        let pairs: Vec<(String, String)> = [
+            ("name", "late-plupload.txt".to_owned()),
+            ("chunk", index.to_string()),
+            ("chunks", "3".to_owned()),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect();
+        let expect = if index == 2 {
+            Expect::Assembled("late-plupload.txt".into(), data.clone())
+        } else {
+            Expect::Stored(index + 1)
+        };
+        t.add(
+            format!("Plupload chunk {index} of 3, chunk and chunks after the file part"),
+            split_form(
+                &pairs,
+                &["name"],
+                ("file", "blob", &data[start..start + 10]),
+            ),
+            expect,
+        );
+    }
+
+    // Fine Uploader: qquuid and qqfilename first, the part fields after (without them it
+    // reads as a whole file).
+    let data = bytes(10, 64);
+    for (index, range) in [(0u64, 0..4), (1, 4..8), (2, 8..10)] {
+        let pairs: Vec<(String, String)> = [
+            ("qquuid", "late-fine".to_owned()),
+            ("qqfilename", "late-fine.pdf".to_owned()),
+            ("qqpartindex", index.to_string()),
+            ("qqpartbyteoffset", range.start.to_string()),
+            ("qqchunksize", range.len().to_string()),
+            ("qqtotalparts", "3".to_owned()),
+            ("qqtotalfilesize", "10".to_owned()),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect();
+        let expect = if index == 2 {
+            Expect::Assembled("late-fine.pdf".into(), data.clone())
+        } else {
+            Expect::Stored(index + 1)
+        };
+        t.add(
+            format!("Fine Uploader part {index} of 3, part fields after the file part"),
+            split_form(
+                &pairs,
+                &["qquuid", "qqfilename"],
+                ("qqfile", "blob", &data[range]),
+            ),
+            expect,
+        );
+    }
+}
+
 /// Checks one answer; returns a complaint, or `None`.
 fn check(case: &Case, answer: &Answer, dir: &Path) -> Option<String> {
     let complaint = |why: &str| Some(format!("{}: {why}: {answer}", case.name));
@@ -982,12 +1218,7 @@ fn hostile_requests_get_the_right_4xx_and_write_nothing_outside_the_temp_dir() {
 
 /// The server's resident memory, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
+    server_support::vm_kib(pid, "VmRSS")
 }
 
 /// A file may declare a million chunks (the default `max_chunks`); what the server keeps for

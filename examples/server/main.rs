@@ -57,7 +57,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chunked_upload::adapter::axum::SessionScope;
 use chunked_upload::adapter::{SessionKey, SessionRequest, Sessions};
-use chunked_upload::{Config, ConflictPolicy, Uploads, adapter};
+use chunked_upload::{Config, ConflictPolicy, RequestLimits, Uploads, adapter};
 use clap::Parser;
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
@@ -101,9 +101,81 @@ struct Args {
         value_name = "SECRET"
     )]
     signing_key: Option<String>,
+    /// Largest request head (request line and headers), in bytes; longer ones get 431
+    /// (default: 64 KiB).
+    #[arg(long, value_name = "BYTES")]
+    max_head_bytes: Option<usize>,
+    /// Seconds a connection has to send a complete request head, from its start or from its
+    /// previous answer; then it is closed (default: 30).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    head_timeout: Option<Duration>,
+    /// Largest header block of one multipart part, and largest preamble, in bytes (default:
+    /// 16 KiB).
+    #[arg(long, value_name = "BYTES")]
+    max_part_header_bytes: Option<usize>,
+    /// Most fields in one form (default: 256).
+    #[arg(long, value_name = "N")]
+    max_fields: Option<usize>,
+    /// Most bytes of text fields in one form, and largest urlencoded body (default: 64 KiB).
+    #[arg(long, value_name = "BYTES")]
+    max_form_bytes: Option<u64>,
+    /// Longest silence of a client while its request is read, in seconds (default: 30).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    idle_timeout: Option<Duration>,
+    /// Seconds a form's fields may take to arrive, in all (default: 30).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    fields_timeout: Option<Duration>,
+    /// Fewest bytes a chunk body must send per --body-window (default: 16 KiB).
+    #[arg(long, value_name = "BYTES")]
+    min_body_bytes: Option<u64>,
+    /// The window of --min-body-bytes, in seconds (default: 30).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    body_window: Option<Duration>,
+    /// Seconds a chunk body may take to arrive, in all (default: 3600).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    body_timeout: Option<Duration>,
+    /// Most connections served at once (default: 1024).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     #[cfg(feature = "s3")]
     #[command(flatten)]
     s3: s3::S3Args,
+}
+
+impl Args {
+    /// The request limits: the defaults, with the flags given.
+    fn request_limits(&self) -> RequestLimits {
+        fn set<T>(slot: &mut T, flag: Option<T>) {
+            if let Some(value) = flag {
+                *slot = value;
+            }
+        }
+        let mut limits = RequestLimits::default();
+        set(&mut limits.max_head_bytes, self.max_head_bytes);
+        set(&mut limits.head_timeout, self.head_timeout);
+        set(
+            &mut limits.max_part_header_bytes,
+            self.max_part_header_bytes,
+        );
+        set(&mut limits.max_fields, self.max_fields);
+        set(&mut limits.max_form_bytes, self.max_form_bytes);
+        set(&mut limits.idle_timeout, self.idle_timeout);
+        set(&mut limits.fields_timeout, self.fields_timeout);
+        set(&mut limits.min_body_bytes, self.min_body_bytes);
+        set(&mut limits.body_window, self.body_window);
+        set(&mut limits.body_timeout, self.body_timeout);
+        set(&mut limits.max_connections, self.max_connections);
+        limits
+    }
+}
+
+/// A duration flag: seconds, fractions allowed (`0.5`).
+fn seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value.parse().map_err(|e| format!("{value:?}: {e}"))?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{value:?} is not a positive number of seconds"))
 }
 
 #[cfg(feature = "s3")]
@@ -165,6 +237,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(secs) = args.expire_after {
         config = config.expire_after(Duration::from_secs(secs));
     }
+    let limits = args.request_limits();
+    config = config.request_limits(limits);
     let uploads = Uploads::new(config.build())?;
     adapter::axum::spawn_sweep(uploads.clone(), Duration::from_secs(args.sweep_interval));
     let sessions = match &args.signing_key {
@@ -212,12 +286,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     println!("chunked-upload example server listening on http://{addr}/");
     tracing::info!(dir = %args.dir.display(), "assembled files go to the upload dir");
-    // The client's address: sessions of requests without a cookie are derived from it.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    // Not `axum::serve`: it has no deadline on a request head (a connection that sends
+    // nothing would stay open for ever).
+    adapter::axum::serve(listener, app, &limits, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })

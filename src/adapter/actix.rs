@@ -4,7 +4,29 @@
 //!
 //! Mount the routes under a [`web::scope`]: its path is the upload route (`GET` tests a chunk;
 //! `POST`, `PUT` and `PATCH` upload one) and `{path}/done` finalizes. Multipart forms are parsed
-//! with `actix-multipart`; the body is limited to the largest chunk plus form overhead.
+//! with `multer` behind a [`MultipartGuard`](crate::MultipartGuard), like the other adapters'
+//! (actix-multipart keeps a part's headers in memory until they end, however long they are);
+//! the body is limited to the largest chunk plus form overhead, and every request to the
+//! [`RequestLimits`](crate::RequestLimits) of the uploads' configuration.
+//!
+//! The connection limits are the server's own settings: set them from the same
+//! [`RequestLimits`](crate::RequestLimits) (actix-web bounds a request head to 128 KiB itself):
+//!
+//! ```no_run
+//! # use actix_web::{App, HttpServer};
+//! # async fn run() -> std::io::Result<()> {
+//! let limits = chunked_upload::RequestLimits::default();
+//! HttpServer::new(App::new)
+//!     // The request head, from the connection's start (actix answers 408 past it).
+//!     .client_request_timeout(limits.head_timeout)
+//!     // An idle keep-alive connection.
+//!     .keep_alive(limits.head_timeout)
+//!     .max_connections(limits.max_connections)
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! # }
+//! ```
 //!
 //! **The scope** (which keeps one user's uploads apart from another's) is decided the way
 //! actix-web decides such things: by an extractor, the `X` of `configure::<X>`. Any
@@ -61,15 +83,14 @@ use std::fmt;
 use std::future::{Ready, ready};
 use std::time::Instant;
 
-use actix_multipart::{Multipart, MultipartError};
 use actix_web::dev::Payload;
-use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 
-use super::body::{BodyKind, Collector, Head, Purpose, log, too_large, unreadable};
+use super::body::{BodyKind, Collector, Head, Purpose, log, unreadable};
 pub use super::sweep::spawn_sweep;
 use super::{Scope, SessionRequest, Sessions};
 use crate::{Error, Outcome, Reply, Result, Uploads};
@@ -315,42 +336,35 @@ async fn receive(
         content_length: header(header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
     };
     let (collector, kind) = Collector::begin(&state.uploads, purpose, &head, scope)?;
-    let limit = state.uploads.max_request_body();
     let data = |payload: web::Payload| payload.map(|piece| piece.map_err(unreadable));
     match kind {
         BodyKind::None => collector.finish().await,
         BodyKind::Raw => collector.raw(data(payload)).await,
         BodyKind::Form => collector.form(data(payload)).await?.finish().await,
-        BodyKind::Multipart => {
-            let mut seen = 0u64;
-            let limited = payload.map(move |piece| {
-                let piece = piece?;
-                seen = seen.saturating_add(piece.len() as u64);
-                if seen > limit {
-                    return Err(PayloadError::Overflow);
-                }
-                Ok(piece)
-            });
-            let malformed = |e: MultipartError| match e {
-                MultipartError::Payload(PayloadError::Overflow) => {
-                    too_large(limit.saturating_add(1), limit)
-                }
-                MultipartError::Payload(e) => unreadable(e),
-                e => Error::bad("body", format!("malformed multipart form: {e}")),
-            };
-            let mut multipart = Multipart::new(req.headers(), limited);
-            let mut collector = collector;
-            while let Some(field) = multipart.next().await {
-                let field = field.map_err(malformed)?;
-                let name = field.name().unwrap_or_default().to_owned();
-                let filename = field
-                    .content_disposition()
-                    .and_then(|cd| cd.get_filename())
-                    .map(str::to_owned);
-                let part = field.map(|piece| piece.map_err(malformed));
-                collector.field(&name, filename.as_deref(), part).await?;
-            }
-            collector.finish().await
-        }
+        BodyKind::Multipart => collector.multipart(sendable(payload)).await,
     }
+}
+
+/// The payload as a stream that may cross threads, which the multipart parser needs (actix
+/// payloads live on their worker thread): a task on this worker reads the payload only as
+/// fast as the stream is read, one piece ahead at most, and stops when the stream is dropped.
+fn sendable(payload: web::Payload) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(1);
+    actix_web::rt::spawn(async move {
+        let mut payload = payload;
+        loop {
+            let piece = tokio::select! {
+                piece = payload.next() => piece,
+                () = tx.closed() => return,
+            };
+            let Some(piece) = piece else { return };
+            if tx.send(piece.map_err(unreadable)).await.is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        let piece = rx.recv().await?;
+        Some((piece, rx))
+    })
 }

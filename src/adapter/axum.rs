@@ -51,7 +51,8 @@
 //! // Nothing sweeps unless asked: expired uploads and crash leftovers, every 10 minutes.
 //! adapter::axum::spawn_sweep(uploads, std::time::Duration::from_secs(600));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
+//! let limits = chunked_upload::RequestLimits::default();
+//! adapter::axum::serve(listener, app, &limits, std::future::pending()).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -136,7 +137,11 @@
 //! ```
 //!
 //! Bodies are streamed (see [the adapter overview](super)); the extractors apply their own
-//! body limit (the largest chunk plus form overhead), so no [`DefaultBodyLimit`] is needed.
+//! body limit (the largest chunk plus form overhead), so no `DefaultBodyLimit` is needed, and
+//! the [`RequestLimits`] of the uploads' configuration (fields, part headers, deadlines).
+//! Serve the router with [`serve`] rather than `axum::serve`, which has no deadline on a
+//! request head: with it, a client that opens connections and sends nothing holds them for
+//! ever.
 //!
 //! [`progress_router`] reports the caller's uploads ([`crate::ProgressMonitor`]): `GET /` all
 //! of them as JSON, `GET /{identifier}` one (404 when the caller's scope has no such upload),
@@ -157,10 +162,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Multipart, Path, Request,
-};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -168,11 +170,11 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
-use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
+use super::body::{BodyKind, Collector, Purpose, log, unreadable};
 use super::http_common::{head, response, session_scope, set_cookie};
 pub use super::sweep::spawn_sweep;
 use super::{Scope, Sessions};
-use crate::{Error, Outcome, ProgressCursor, Reply, Result, Uploads};
+use crate::{Error, Outcome, ProgressCursor, Reply, RequestLimits, Result, Uploads};
 
 // Handlers run on any worker thread.
 const _: fn() = || {
@@ -544,33 +546,56 @@ async fn receive(
         BodyKind::None => collector.finish().await,
         BodyKind::Raw => collector.raw(data(body)).await,
         BodyKind::Form => collector.form(data(body)).await?.finish().await,
-        BodyKind::Multipart => {
-            let limit = uploads.max_request_body();
-            let mut req = Request::from_parts(parts, body);
-            DefaultBodyLimit::max(usize::try_from(limit).unwrap_or(usize::MAX)).apply(&mut req);
-            let mut multipart = Multipart::from_request(req, &())
-                .await
-                .map_err(|rejection| Error::bad("Content-Type", rejection.body_text()))?;
-            let malformed = |e: axum::extract::multipart::MultipartError| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large(limit.saturating_add(1), limit)
-                } else {
-                    Error::bad(
-                        "body",
-                        format!("malformed multipart form: {}", e.body_text()),
-                    )
-                }
-            };
-            let mut collector = collector;
-            while let Some(field) = multipart.next_field().await.map_err(malformed)? {
-                let name = field.name().unwrap_or_default().to_owned();
-                let filename = field.file_name().map(str::to_owned);
-                let part = field.map(|piece| piece.map_err(malformed));
-                collector.field(&name, filename.as_deref(), part).await?;
-            }
-            collector.finish().await
-        }
+        BodyKind::Multipart => collector.multipart(data(body)).await,
     }
+}
+
+/// Serves `router` like [`axum::serve`](https://docs.rs/axum/0.8/axum/fn.serve.html), with the connection limits of `limits` that
+/// `axum::serve` lacks: [`RequestLimits::head_timeout`] (a connection that sends nothing, half
+/// a request head, or stays idle between requests is closed after it),
+/// [`RequestLimits::max_head_bytes`] (431) and [`RequestLimits::max_connections`]. It serves
+/// HTTP/1.1 until `shutdown` resolves, then lets the requests in progress finish. Each request
+/// carries its client's address as [`ConnectInfo<SocketAddr>`](ConnectInfo) (as with
+/// `into_make_service_with_connect_info`), which [`SessionScope`] derives sessions from.
+///
+/// ```no_run
+/// use chunked_upload::{Config, Uploads, adapter};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
+/// let limits = *uploads.config().request_limits();
+/// let app: axum::Router = axum::Router::new()
+///     .nest("/upload", adapter::axum::router::<adapter::axum::SessionScope, _>(uploads))
+///     .with_state(adapter::Sessions::new(adapter::SessionKey::generate()));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// adapter::axum::serve(listener, app, &limits, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// None so far: a connection's failure ends that connection only; the `Result` leaves room
+/// for listener errors.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: &RequestLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper::service::Service as _;
+    let make = |client: std::net::SocketAddr| {
+        let inner = hyper_util::service::TowerToHyperService::new(router.clone());
+        hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            // What `into_make_service_with_connect_info` gives `axum::serve`.
+            request.extensions_mut().insert(ConnectInfo(client));
+            request.extensions_mut().insert(super::ClientAddr(client));
+            inner.call(request)
+        })
+    };
+    super::serve::serve(listener, make, limits, shutdown).await
 }
 
 fn data(body: Body) -> impl Stream<Item = Result<Bytes>> + Send {

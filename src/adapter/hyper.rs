@@ -4,47 +4,69 @@
 //!
 //! [`handle`] is the upload route (`GET` tests a chunk; `POST`, `PUT` and `PATCH` upload one),
 //! [`finalize`] the "done" route, [`progress`] the caller's progress. Multipart forms are parsed
-//! with `multer`; the body is limited to the largest chunk plus form overhead.
+//! with `multer` (behind a [`MultipartGuard`](crate::MultipartGuard)); the body is limited to the
+//! largest chunk plus form overhead, and every request to the [`RequestLimits`] of the uploads'
+//! configuration. [`serve`] serves connections with the connection limits (a deadline on the
+//! request head, a bound on its size and on the number of connections).
 //!
 //! **The scope** (which keeps one user's uploads apart from another's) is decided the way hyper
 //! decides anything: by your code, before the call. Each function takes the [`Scope`] your
 //! (async) function of the request decided; refuse a request by answering it yourself (a `401`,
 //! say) instead of calling them. For apps without accounts, [`session_scope`] gives each
 //! browser a session cookie signed with a [`Sessions`] key; hyper does not tell a request
-//! its peer's address, so pass the one your accept loop got:
+//! its peer's address: [`serve`] puts it in each request's extensions as
+//! [`ClientAddr`](super::ClientAddr):
 //!
 //! ```no_run
 //! use std::convert::Infallible;
-//! use chunked_upload::adapter::{self, SessionKey, Sessions};
+//! use chunked_upload::adapter::{self, ClientAddr, SessionKey, Sessions};
 //! use chunked_upload::{Config, Uploads};
-//! use hyper_util::rt::TokioIo;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
 //! let sessions = Sessions::new(SessionKey::new(std::env::var("CHUNKED_UPLOAD_SIGNING_KEY")?)?);
 //! // Nothing sweeps unless asked: expired uploads and crash leftovers, every 10 minutes.
 //! adapter::hyper::spawn_sweep(uploads.clone(), std::time::Duration::from_secs(600));
+//! let limits = *uploads.config().request_limits();
+//! let route = move |req: http::Request<hyper::body::Incoming>| {
+//!     let (uploads, sessions) = (uploads.clone(), sessions.clone());
+//!     async move {
+//!         let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+//!         let scope = match adapter::hyper::session_scope(&sessions, req.headers(), client) {
+//!             Ok(scope) => scope,
+//!             Err(e) => return Ok::<_, Infallible>(adapter::hyper::error_response(&e)),
+//!         };
+//!         Ok(match req.uri().path() {
+//!             "/upload/done" => adapter::hyper::finalize(&uploads, scope, req).await,
+//!             _ => adapter::hyper::handle(&uploads, scope, req).await,
+//!         })
+//!     }
+//! };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let service = hyper::service::service_fn(route);
+//! adapter::hyper::serve(listener, service, &limits, std::future::pending()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Serving connections yourself, give hyper a timer and a `header_read_timeout`: without
+//! them a connection that never finishes its request head stays open for ever.
+//!
+//! ```no_run
+//! use chunked_upload::{RequestLimits, adapter};
+//! use hyper_util::rt::{TokioIo, TokioTimer};
+//!
+//! # async fn run(service: adapter::hyper::UploadService) -> Result<(), Box<dyn std::error::Error>> {
+//! let limits = RequestLimits::default();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! loop {
-//!     let (stream, peer) = listener.accept().await?;
-//!     let (uploads, sessions) = (uploads.clone(), sessions.clone());
-//!     let route = move |req: http::Request<hyper::body::Incoming>| {
-//!         let (uploads, sessions) = (uploads.clone(), sessions.clone());
-//!         async move {
-//!             let client = Some(peer.ip());
-//!             let scope = match adapter::hyper::session_scope(&sessions, req.headers(), client) {
-//!                 Ok(scope) => scope,
-//!                 Err(e) => return Ok::<_, Infallible>(adapter::hyper::error_response(&e)),
-//!             };
-//!             Ok(match req.uri().path() {
-//!                 "/upload/done" => adapter::hyper::finalize(&uploads, scope, req).await,
-//!                 _ => adapter::hyper::handle(&uploads, scope, req).await,
-//!             })
-//!         }
-//!     };
+//!     let (stream, _peer) = listener.accept().await?;
+//!     let service = service.clone();
 //!     tokio::spawn(async move {
-//!         let service = hyper::service::service_fn(route);
 //!         let _ = hyper::server::conn::http1::Builder::new()
+//!             .timer(TokioTimer::new())
+//!             .header_read_timeout(limits.head_timeout)
+//!             .max_header_size(limits.max_head_bytes)
 //!             .serve_connection(TokioIo::new(stream), service)
 //!             .await;
 //!     });
@@ -72,17 +94,16 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
-use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
-use http_body_util::{BodyDataStream, Full, LengthLimitError, Limited};
+use http_body_util::{BodyDataStream, Full};
 
-use super::body::{BodyKind, Collector, Purpose, log, too_large, unreadable};
+use super::body::{BodyKind, Collector, Purpose, log, unreadable};
 use super::http_common::{head, response, set_cookie};
 pub use super::sweep::spawn_sweep;
 use super::{Scope, Sessions};
-use crate::{Error, Outcome, Reply, Result, Uploads};
+use crate::{Error, Outcome, Reply, RequestLimits, Result, Uploads};
 
 // One service clone per connection, on any worker thread.
 const _: fn() = || {
@@ -269,56 +290,79 @@ where
 {
     let (parts, body) = request.into_parts();
     let (collector, kind) = Collector::begin(uploads, purpose, &head(&parts), scope)?;
-    let limit = uploads.max_request_body();
-    let data = data(body, limit);
     match kind {
         BodyKind::None => collector.finish().await,
-        BodyKind::Raw => collector.raw(data).await,
-        BodyKind::Form => collector.form(data).await?.finish().await,
-        BodyKind::Multipart => {
-            let boundary = parts
-                .headers
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|ct| multer::parse_boundary(ct).ok())
-                .ok_or_else(|| {
-                    Error::bad("Content-Type", "multipart/form-data without a boundary")
-                })?;
-            let mut multipart = multer::Multipart::new(data, boundary);
-            let mut collector = collector;
-            while let Some(field) = multipart.next_field().await.map_err(malformed)? {
-                let name = field.name().unwrap_or_default().to_owned();
-                let filename = field.file_name().map(str::to_owned);
-                let part = field.map(|piece| piece.map_err(malformed));
-                collector.field(&name, filename.as_deref(), part).await?;
-            }
-            collector.finish().await
-        }
+        BodyKind::Raw => collector.raw(data(body)).await,
+        BodyKind::Form => collector.form(data(body)).await?.finish().await,
+        BodyKind::Multipart => collector.multipart(data(body)).await,
     }
 }
 
-/// The body's data frames, at most `limit` bytes of them.
-fn data<B>(body: B, limit: u64) -> impl Stream<Item = Result<Bytes>> + Send + 'static
+/// The body's data frames (the collector limits them).
+fn data<B>(body: B) -> impl Stream<Item = Result<Bytes>> + Send + 'static
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    BodyDataStream::new(limited).map(move |piece| match piece {
+    BodyDataStream::new(body).map(|piece| match piece {
         Ok(mut data) => Ok(data.copy_to_bytes(data.remaining())),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large(limit.saturating_add(1), limit)),
-        Err(e) => Err(unreadable(e)),
+        Err(e) => {
+            let e: Box<dyn StdError + Send + Sync> = e.into();
+            Err(unreadable(e))
+        }
     })
 }
 
-/// A multer error; errors of the body stream itself (this crate's) come back unwrapped.
-fn malformed(error: multer::Error) -> Error {
-    if let multer::Error::StreamReadFailed(source) = error {
-        return match source.downcast::<Error>() {
-            Ok(error) => *error,
-            Err(source) => unreadable(source),
-        };
-    }
-    Error::bad("body", format!("malformed multipart form: {error}"))
+/// Serves `service` (this module's [`service`], or one of your own that routes to
+/// [`handle`] and [`finalize`]) on every connection `listener` accepts, over HTTP/1.1, with
+/// the connection limits of `limits`: [`RequestLimits::head_timeout`] (a connection that sends
+/// nothing, half a request head, or stays idle between requests is closed after it),
+/// [`RequestLimits::max_head_bytes`] (431) and [`RequestLimits::max_connections`]. When
+/// `shutdown` resolves it stops accepting and lets the requests in progress finish.
+///
+/// ```no_run
+/// use chunked_upload::{Config, Uploads, adapter};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())?;
+/// let limits = *uploads.config().request_limits();
+/// // One namespace for every client (a single-user tool).
+/// let service = adapter::hyper::service(uploads, |_: &http::request::Parts| async {
+///     Ok(adapter::Scope::shared())
+/// });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// adapter::hyper::serve(listener, service, &limits, std::future::pending()).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// None so far: a connection's failure ends that connection only; the `Result` leaves room
+/// for listener errors.
+pub async fn serve<S, B>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    limits: &RequestLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let make = |client: std::net::SocketAddr| {
+        let service = service.clone();
+        hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(super::ClientAddr(client));
+            service.call(request)
+        })
+    };
+    super::serve::serve(listener, make, limits, shutdown).await
 }

@@ -36,13 +36,27 @@
 //!   `application/x-www-form-urlencoded`); the file part is the field a dialect names
 //!   ([`Dialects::is_file_field`](crate::Dialects::is_file_field)). Any other body is the raw chunk
 //!   (flow.js and resumable.js `method: 'octet'`).
-//! - Bodies are streamed with bounded memory: once the parameters before the file part are
-//!   complete, the request is validated ([`Uploads::chunk_info`](crate::Uploads::chunk_info)), and
-//!   a bad chunk is refused before its body is read; otherwise the part's bytes flow through a
-//!   small bounded channel into [`Uploads::save`](crate::Uploads::save), which runs on a blocking
-//!   thread. A file part that may come before its parameters (it is the form's first part, or
-//!   the request lacks a parameter) is streamed into
-//!   [`Uploads::incoming_file`](crate::Uploads::incoming_file) and saved once the form is read.
+//! - Bodies are streamed with bounded memory: once the parameters before the file part
+//!   describe a chunk of a chunked upload, the request is validated
+//!   ([`Uploads::chunk_info`](crate::Uploads::chunk_info)) and a bad chunk is refused before its
+//!   body is read; otherwise the part's bytes are written in 64 KiB batches on blocking threads
+//!   straight into the chunk ([`Uploads::begin`](crate::Uploads::begin)), which is published
+//!   only once the form has ended and the fields after the file part, if any, change nothing
+//!   in what the fields before it said (else `400`,
+//!   [`Error::FieldAfterFile`](crate::Error::FieldAfterFile), and nothing is stored). A file
+//!   part whose fields may still follow (it is the form's first part, the request lacks a
+//!   parameter, or it reads as a whole file in one request, which a later field could make a
+//!   chunk) is staged on disk with [`Uploads::incoming_file`](crate::Uploads::incoming_file)
+//!   and saved once the form is read, with every field: a form is decided once all its fields
+//!   are read.
+//! - Multipart forms are parsed by one parser for all three adapters, multer, behind a
+//!   [`MultipartGuard`](crate::MultipartGuard): actix-multipart, axum's `Multipart` and multer
+//!   alone keep a part's headers in memory until they end, however long they are.
+//! - Every byte a request makes the server hold is bounded, and every phase has a deadline:
+//!   [`RequestLimits`](crate::RequestLimits), from the [`Config`](crate::Config), applied to
+//!   every request (fields, part headers, form bytes, idle, fields and body deadlines); the
+//!   connection limits (request head size and deadline, connections) by the serving loops
+//!   `adapter::axum::serve` and `adapter::hyper::serve`, and by actix-web's own settings.
 //! - A request body may be the largest chunk plus [`FORM_OVERHEAD`](crate::FORM_OVERHEAD); a larger one is
 //!   refused with `413` ([`Error::TooLarge`](crate::Error::TooLarge) with
 //!   [`Limit::RequestBody`](crate::Limit::RequestBody)), from `Content-Length` before anything is
@@ -74,6 +88,11 @@ with_any_adapter! {
 
 #[cfg(any(feature = "axum", feature = "hyper"))]
 mod http_common;
+#[cfg(any(feature = "axum", feature = "hyper"))]
+mod serve;
+#[cfg(any(feature = "axum", feature = "hyper"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "hyper"))))]
+pub use serve::ClientAddr;
 
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]

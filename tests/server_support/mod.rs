@@ -41,8 +41,13 @@ pub fn iterations(normal: u64, long: u64) -> u64 {
 }
 
 /// The example binary cargo built next to this test (`target/<profile>/examples/server`), built
-/// first if it is missing (a `cargo test --test NAME` run).
+/// first if it is missing (a `cargo test --test NAME` run; such a run does not rebuild it when
+/// it is stale: `cargo build --all-features --examples` first). `CHUNKED_UPLOAD_SERVER=PATH`
+/// runs the suites against another build of it (an older commit's, say).
 pub fn example_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHUNKED_UPLOAD_SERVER") {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe
         .parent()
@@ -429,8 +434,9 @@ impl Request {
     }
 }
 
-/// Reads a whole HTTP/1.1 response from a connection the server closes after it.
-fn read_answer(mut stream: TcpStream) -> std::io::Result<Answer> {
+/// Reads a whole HTTP/1.1 response from a connection the server closes after it; `Err` when
+/// the connection ends (closed or reset) before a whole answer arrives.
+pub fn read_answer(mut stream: TcpStream) -> std::io::Result<Answer> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     let mut parsed = None;
@@ -565,6 +571,72 @@ impl SlowSend {
     }
 }
 
+/// What became of bytes sent slowly: the answer (or how the connection ended without one) and
+/// the time from connecting to that.
+#[derive(Debug)]
+pub struct Sent {
+    pub answer: std::io::Result<Answer>,
+    pub elapsed: Duration,
+}
+
+impl Sent {
+    /// The status of the answer, or `None` when the server closed the connection without one.
+    pub fn status(&self) -> Option<u16> {
+        self.answer.as_ref().ok().map(|a| a.status)
+    }
+}
+
+/// How [`send_slowly`] sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Bytes sent at once first.
+    pub first: usize,
+    /// Then pieces of this many bytes...
+    pub piece: usize,
+    /// ... with this pause after each ...
+    pub pause: Duration,
+    /// ... until this many bytes are sent in all; then the client falls silent.
+    pub stop_after: usize,
+}
+
+/// Connects, writes `bytes` at `pace`, and reads whatever the server answers meanwhile: its
+/// answer, or the end of the connection. Writing goes on on a thread of its own and stops
+/// when the server closes the connection.
+pub fn send_slowly(addr: SocketAddr, bytes: Vec<u8>, pace: Pace) -> Sent {
+    let started = Instant::now();
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut writer = stream.try_clone().expect("a second handle");
+    let writing = thread::spawn(move || {
+        let bytes = &bytes[..pace.stop_after.min(bytes.len())];
+        let (first, rest) = bytes.split_at(pace.first.min(bytes.len()));
+        if writer.write_all(first).is_err() {
+            return;
+        }
+        for piece in rest.chunks(pace.piece.max(1)) {
+            if writer.write_all(piece).is_err() {
+                return;
+            }
+            thread::sleep(pace.pause);
+        }
+    });
+    let answer = read_answer(stream);
+    let elapsed = started.elapsed();
+    drop(writing);
+    Sent { answer, elapsed }
+}
+
+/// The `VmRSS` (resident now) or `VmHWM` (peak resident) of a process, in KiB.
+pub fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // flow.js requests.
 
@@ -658,6 +730,20 @@ pub fn multipart(
         file_part(&mut body);
     }
     body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// A `multipart/form-data` body with text fields before the file part and more after it.
+pub fn multipart_around(
+    before: &[(String, Vec<u8>)],
+    file: (&str, &str, &[u8]),
+    after: &[(String, Vec<u8>)],
+) -> Vec<u8> {
+    let mut body = multipart(before, Some(file), false);
+    // Drop the closing delimiter, add the late fields, close again.
+    body.truncate(body.len() - format!("--{BOUNDARY}--\r\n").len());
+    let mut rest = multipart(after, None, false);
+    body.append(&mut rest);
     body
 }
 
