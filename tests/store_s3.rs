@@ -237,3 +237,62 @@ fn requests_per_chunk_and_at_completion() {
         assert!(store.keys().unwrap().len() == 1);
     }
 }
+
+/// An assembly that fails half-way (here the pre-process hook fails once, after the multipart
+/// upload was completed) is taken up by the next request, on another server, from where it
+/// stopped: one published file, not a second one under a new name.
+#[test]
+fn an_interrupted_assembly_is_finished_by_the_next_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (memory, a, b) = memory_pair(Duration::from_secs(30));
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let config = |store: S3Store| {
+        let failed_once = Arc::clone(&failed_once);
+        Config::builder_with_store(store)
+            .on_conflict(chunked_upload::ConflictPolicy::Rename)
+            .preprocess(
+                move |_, r: &mut dyn std::io::Read, w: &mut dyn std::io::Write| {
+                    if !failed_once.swap(true, Ordering::SeqCst) {
+                        return Err(std::io::Error::other("the server went away"));
+                    }
+                    std::io::copy(r, w).map(|_| ())
+                },
+            )
+            .build()
+    };
+    let (first, second) = (
+        Uploads::new(config(a)).unwrap(),
+        Uploads::new(config(b)).unwrap(),
+    );
+    let file = common::FlowFile::new("resumed.bin", common::bytes(3000, 4), 1000);
+    for n in 1..3 {
+        first.save(&mut file.upload(n, "s")).unwrap();
+    }
+    assert!(
+        first.save(&mut file.upload(3, "s")).is_err(),
+        "the hook failed"
+    );
+    let Outcome::Assembled { file: done, fresh } = second.finalize("s", &file.identifier).unwrap()
+    else {
+        panic!("not assembled")
+    };
+    assert!(fresh);
+    assert_eq!(done.location, Location::Object("resumed.bin".into()));
+    let (m, key) = (Arc::clone(&memory), Path::from("resumed.bin"));
+    let bytes =
+        s3_support::block_on(async move { m.get(&key).await.unwrap().bytes().await.unwrap() });
+    assert!(bytes == file.data);
+    let m = Arc::clone(&memory);
+    let visible: Vec<String> = s3_support::block_on(async move {
+        use futures_util::TryStreamExt;
+        m.list(None)
+            .map_ok(|o| o.location.to_string())
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+    })
+    .into_iter()
+    .filter(|k| !k.starts_with('.'))
+    .collect();
+    assert_eq!(visible, ["resumed.bin"]);
+}

@@ -782,13 +782,20 @@ impl S3Store {
             self.inner.write(key, held, state.clone())?;
         }
         let generation = state.generation.as_mut().expect("an upload");
-        let hook = plan.and_then(|p| p.preprocess);
-        if a.source == object.to_string()
-            && let Some(hook) = hook
-        {
+        if a.hook_pending {
+            // Only a request that assembles has the hook: the sweep leaves this to it.
+            let Some(hook) = plan.and_then(|p| p.preprocess) else {
+                return Err(Error::ObjectStore {
+                    op: "publish assembled file",
+                    key: key.to_owned(),
+                    reason: "the pre-process hook has not run yet".to_owned(),
+                    transient: true,
+                });
+            };
             let size = self.run_hook(key, generation, &object, hook)?;
             a.source = inner.hooked_path(key, nonce).to_string();
             a.size = size;
+            a.hook_pending = false;
             generation.assembling = Some(a.clone());
             self.inner.write(key, held, state.clone())?;
             self.inner.delete_later(vec![object.clone()]);
@@ -1070,6 +1077,7 @@ impl Store for S3Store {
                 _ => Conflict::Rename,
             },
             source_complete: false,
+            hook_pending: plan.preprocess.is_some(),
         });
         self.inner.write(key, &held, state.clone())?;
         self.inner.delete_later(done);
@@ -1150,11 +1158,13 @@ impl Store for S3Store {
             for s in generation.pending.values().flatten() {
                 referenced.insert(s.name.clone());
             }
-            if generation.assembling.as_ref().is_some_and(|a| {
-                // The hook's output cannot be made without the hook: leave that for the next
-                // request that assembles.
-                a.source_complete || !a.source.ends_with("hooked")
-            }) && self.publish(key, &held, state.clone(), None, true).is_ok()
+            // An interrupted assembly is finished (the hook's output cannot be made without
+            // the hook: that one is left for the next request that assembles).
+            if generation
+                .assembling
+                .as_ref()
+                .is_some_and(|a| !a.hook_pending)
+                && self.publish(key, &held, state.clone(), None, true).is_ok()
             {
                 activity.orphans_removed += 1;
             }

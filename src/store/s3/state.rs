@@ -107,6 +107,10 @@ pub(super) struct Assembling {
     pub conflict: Conflict,
     /// Whether `source` exists (the multipart upload was completed).
     pub source_complete: bool,
+    /// Whether a pre-process hook is to run over `source` before it is published (cleared
+    /// once `source` is the hook's output).
+    #[serde(default)]
+    pub hook_pending: bool,
 }
 
 /// [`ConflictPolicy`](crate::ConflictPolicy) as recorded.
