@@ -233,7 +233,9 @@ fn requests_per_chunk_and_at_completion() {
         );
         assert_eq!(last.complete_multipart, 1);
         assert_eq!(last.copy, 1);
-        assert_eq!(after.upload_part, 8, "one part per 8 MiB");
+        // One part per 8 MiB; a part the assembly finds still in flight in the background is
+        // uploaded again (the same bytes).
+        assert!(after.upload_part >= 8, "{after:?}");
         assert!(store.keys().unwrap().len() == 1);
     }
 }

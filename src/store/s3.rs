@@ -235,6 +235,7 @@ impl S3StoreBuilder {
                 local: Arc::new(LocalLocks::default()),
                 held: Mutex::new(HashMap::new()),
                 released: Mutex::new(HashMap::new()),
+                finished: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -318,12 +319,24 @@ struct Inner {
     held: Mutex<HashMap<String, Arc<Held>>>,
     /// The state as this process released it, by key: the next lock tries that version first.
     released: Mutex<HashMap<String, Current>>,
+    /// Parts uploaded in the background, by key, until a request holding the lock records them.
+    finished: Mutex<HashMap<String, Vec<Finished>>>,
 }
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inner").finish_non_exhaustive()
     }
+}
+
+/// A part uploaded in the background, waiting to be recorded.
+#[derive(Debug)]
+struct Finished {
+    nonce: u64,
+    id: String,
+    part: u32,
+    record: PartRecord,
+    segments: Vec<Segment>,
 }
 
 /// A piece's record: `g<nonce>/r/<index>`.
@@ -604,45 +617,43 @@ impl S3Store {
         Ok(path)
     }
 
-    /// Uploads part `part` of `generation` from its staged segments (lock held); returns the
-    /// segments' paths, to delete once the state records the part.
-    fn coalesce(&self, key: &str, generation: &mut Generation, part: u32) -> Result<Vec<Path>> {
-        let inner = &self.inner;
-        let mut segments = generation.pending.remove(&part).unwrap_or_default();
-        segments.sort_by_key(|s| s.offset);
-        let start = u64::from(part) * generation.part_size;
-        let mut at = start;
-        for s in &segments {
-            if s.offset != at {
-                return Err(Error::Corrupt {
-                    what: "staged segments",
-                    key: key.to_owned(),
-                    reason: format!("part {part} has a gap or an overlap at byte {at}"),
-                });
-            }
-            at += s.len;
+    /// The multipart upload of `generation`, created if it has none yet (lock held).
+    fn multipart_of(&self, key: &str, generation: &mut Generation) -> Result<String> {
+        if let Some(id) = &generation.multipart {
+            return Ok(id.clone());
         }
-        let object = inner.object_path(key, generation.nonce);
-        let id = match &generation.multipart {
-            Some(id) => id.clone(),
-            None => {
-                let (task, path) = (Arc::clone(inner), object.clone());
-                let id = inner
-                    .remote
-                    .run(async move { task.remote.create_multipart(&path).await })?;
-                generation.multipart = Some(id.clone());
-                id
-            }
-        };
-        let paths: Vec<Path> = segments
+        let (task, path) = (
+            Arc::clone(&self.inner),
+            self.inner.object_path(key, generation.nonce),
+        );
+        let id = self
+            .inner
+            .remote
+            .run(async move { task.remote.create_multipart(&path).await })?;
+        generation.multipart = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Reads the staged `segments` of part `part` (sorted, covering it) and uploads them as
+    /// that part of multipart upload `id`. No lock needed: segments never change, and a part
+    /// uploaded twice from them is the same part.
+    fn upload_part(
+        &self,
+        key: &str,
+        nonce: u64,
+        id: &str,
+        part: u32,
+        segments: &[Segment],
+    ) -> Result<PartRecord> {
+        let inner = &self.inner;
+        let object = inner.object_path(key, nonce);
+        let reads: Vec<Path> = segments
             .iter()
             .map(|s| inner.segment_path(key, &s.name))
             .collect();
         let lens: Vec<u64> = segments.iter().map(|s| s.len).collect();
-        let task = Arc::clone(inner);
-        let reads = paths.clone();
-        let size = at - start;
-        let key_owned = key.to_owned();
+        let size = lens.iter().sum();
+        let (task, key_owned, id) = (Arc::clone(inner), key.to_owned(), id.to_owned());
         let etag = inner.remote.run(async move {
             let fetched =
                 futures_util::future::try_join_all(reads.iter().map(|p| task.remote.get(p)))
@@ -663,8 +674,99 @@ impl S3Store {
             let payload: object_store::PutPayload = bytes.into_iter().collect();
             task.remote.put_part(&object, &id, part, payload).await
         })?;
-        generation.parts.insert(part, PartRecord { etag, size });
-        Ok(paths)
+        Ok(PartRecord { etag, size })
+    }
+
+    /// The segments of `part`, sorted, checked to cover it without gaps.
+    fn part_segments(key: &str, generation: &Generation, part: u32) -> Result<Vec<Segment>> {
+        let mut segments = generation.pending.get(&part).cloned().unwrap_or_default();
+        segments.sort_by_key(|s| s.offset);
+        let mut at = u64::from(part) * generation.part_size;
+        for s in &segments {
+            if s.offset != at {
+                return Err(Error::Corrupt {
+                    what: "staged segments",
+                    key: key.to_owned(),
+                    reason: format!("part {part} has a gap or an overlap at byte {at}"),
+                });
+            }
+            at += s.len;
+        }
+        Ok(segments)
+    }
+
+    /// Uploads part `part` of `generation` from its staged segments (lock held); returns the
+    /// segments' paths, to delete once the state records the part.
+    fn coalesce(&self, key: &str, generation: &mut Generation, part: u32) -> Result<Vec<Path>> {
+        let segments = Self::part_segments(key, generation, part)?;
+        let id = self.multipart_of(key, generation)?;
+        let record = self.upload_part(key, generation.nonce, &id, part, &segments)?;
+        generation.pending.remove(&part);
+        generation.parts.insert(part, record);
+        Ok(segments
+            .iter()
+            .map(|s| self.inner.segment_path(key, &s.name))
+            .collect())
+    }
+
+    /// Uploads part `part` in the background, so that a request does not hold the upload's
+    /// lock while a part's bytes travel; the next request of this process that holds the lock
+    /// records it ([`S3Store::drain`]). Should it fail or never be recorded (a crash, or no
+    /// further request here), assembly uploads the part from its segments, which stay until
+    /// the part is recorded.
+    fn coalesce_later(&self, key: &str, nonce: u64, id: String, part: u32, segments: Vec<Segment>) {
+        let (store, key) = (self.clone(), key.to_owned());
+        self.inner.remote.spawn_blocking(move || {
+            if let Ok(record) = store.upload_part(&key, nonce, &id, part, &segments) {
+                let mut finished = store
+                    .inner
+                    .finished
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                finished.entry(key).or_default().push(Finished {
+                    nonce,
+                    id,
+                    part,
+                    record,
+                    segments,
+                });
+            }
+        });
+    }
+
+    /// Records the parts this process uploaded in the background for `generation` (lock
+    /// held); returns the segments to delete once the state is written.
+    fn drain(&self, key: &str, generation: &mut Generation) -> Vec<Path> {
+        let done = {
+            let mut finished = self
+                .inner
+                .finished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            finished.remove(key).unwrap_or_default()
+        };
+        let mut paths = Vec::new();
+        for f in done {
+            let current = generation.nonce == f.nonce
+                && generation.assembling.is_none()
+                && generation.multipart.as_deref() == Some(f.id.as_str())
+                && !generation.parts.contains_key(&f.part)
+                && generation.pending.get(&f.part).is_some_and(|p| {
+                    let mut p = p.clone();
+                    p.sort_by_key(|s| s.offset);
+                    p == f.segments
+                });
+            if current {
+                generation.pending.remove(&f.part);
+                generation.parts.insert(f.part, f.record);
+                paths.extend(
+                    f.segments
+                        .iter()
+                        .map(|s| self.inner.segment_path(key, &s.name)),
+                );
+            }
+        }
+        paths
     }
 
     fn read_record(&self, key: &str, nonce: u64, index: u64) -> Result<Option<PieceRecord>> {
@@ -1039,7 +1141,7 @@ impl Store for S3Store {
         }
         generation.end = Some(expected);
         let parts = generation.part_count().unwrap_or(0);
-        let mut done = Vec::new();
+        let mut done = self.drain(key, generation);
         for part in 0..parts {
             if generation.parts.contains_key(&part) {
                 continue;
@@ -1461,16 +1563,22 @@ impl PieceWriter for StagingWriter {
             touched.push(count - 1); // the file's end is known: its last part may be whole now
         }
         generation.active_ms = now_ms();
-        let mut done = Vec::new();
+        let recorded = self.store.drain(&key, generation);
+        let mut jobs = Vec::new();
         for part in touched {
             if !generation.parts.contains_key(&part) && generation.covered(part) {
-                done.extend(self.store.coalesce(&key, generation, part)?);
+                let segments = S3Store::part_segments(&key, generation, part)?;
+                let id = self.store.multipart_of(&key, generation)?;
+                jobs.push((id, part, segments));
             }
         }
-        let tally = generation.tally;
+        let (tally, nonce) = (generation.tally, generation.nonce);
         inner.write(&key, &held, state)?;
         self.kept = true;
-        inner.delete_later(done);
+        inner.delete_later(recorded);
+        for (id, part, segments) in jobs {
+            self.store.coalesce_later(&key, nonce, id, part, segments);
+        }
         Ok(Recorded::Stored(tally))
     }
 }

@@ -216,7 +216,7 @@ pub(super) async fn acquire(
             return Ok(Taken::Busy);
         }
         tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(25));
+        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 

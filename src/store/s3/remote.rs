@@ -211,6 +211,11 @@ impl Remote {
         })
     }
 
+    /// Runs `job` on the blocking threads of the store's runtime, without waiting.
+    pub fn spawn_blocking(&self, job: impl FnOnce() + Send + 'static) {
+        self.handle.spawn_blocking(job);
+    }
+
     /// Runs `fut` on the store's runtime without waiting (best-effort cleanup).
     pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         self.handle.spawn(fut);
