@@ -252,7 +252,10 @@ async fn serve(
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(s) => s,
+                Ok(s) => {
+                    let _ = s.0.set_nodelay(true);
+                    s
+                }
                 Err(_) => continue,
             },
             _ = &mut stopped => return,

@@ -103,6 +103,7 @@ async fn serve(listener: TcpListener, backend: SocketAddr) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let _ = stream.set_nodelay(true);
         let (client, serial) = (client.clone(), Arc::clone(&serial));
         tokio::spawn(async move {
             let service = service_fn(move |request| {
