@@ -51,6 +51,8 @@ const WIDGET_PACKAGES = {
   Dropzone: 'dropzone',
   'Fine Uploader': 'fine-uploader',
   Plupload: 'plupload',
+  'tus-js-client': 'tus-js-client',
+  Uppy: 'uppy',
 };
 
 function findChromium() {
@@ -223,7 +225,8 @@ function proxy(req, res, url, upstream) {
     setSession: '',
   };
   current?.proxied.push(entry);
-  const isChunkPost = req.method !== 'GET' && url.pathname === '/upload';
+  const isChunkPost = (req.method !== 'GET' && url.pathname === '/upload') ||
+    (req.method === 'PATCH' && url.pathname.startsWith('/tus/'));
   if (isChunkPost) proxyControl.uploadPosts += 1;
 
   let gone = false;
@@ -423,6 +426,8 @@ const widgetPages = {
   Dropzone: 'dropzone.html',
   'Fine Uploader': 'fine-uploader.html',
   Plupload: 'plupload.html',
+  'tus-js-client': 'tus.html',
+  Uppy: 'uppy.html',
 };
 
 function widgetCases() {
@@ -478,6 +483,26 @@ function widgetCases() {
   cold('Dropzone', 'dropzone-cold', 'parallelChunkUploads, forceChunking, chunksUploaded -> /upload/done', { forceChunking: true, finalize: true });
   cold('Fine Uploader', 'fine-cold', 'concurrent chunks + success endpoint /upload/done', {});
   cold('Plupload', 'plupload-cold', 'multipart (one chunk at a time: nothing in parallel)', {}, { parallel: false });
+
+  // tus-js-client: the whole file in one PATCH (its default), 64 KiB appends, parallelUploads
+  // (partial uploads and a final one), both IETF drafts, X-HTTP-Method-Override, pause and
+  // resume, a reload resuming from the URL tus-js-client kept, injected connection resets.
+  add('tus-js-client', 'tus-chunk-unset', 'chunkSize unset (a whole file per PATCH)', {});
+  add('tus-js-client', 'tus-chunk-64k', 'chunkSize: 64 KiB', { chunkSize: CS });
+  add('tus-js-client', 'tus-parallel', 'parallelUploads: 3 (concatenation), chunkSize: 64 KiB', { parallelUploads: 3, chunkSize: CS });
+  add('tus-js-client', 'tus-ietf-05', "protocol: 'ietf-draft-05', chunkSize: 64 KiB", { protocol: 'ietf-draft-05', chunkSize: CS });
+  add('tus-js-client', 'tus-ietf-03', "protocol: 'ietf-draft-03', chunkSize: 64 KiB", { protocol: 'ietf-draft-03', chunkSize: CS });
+  add('tus-js-client', 'tus-override', 'overridePatchMethod (POST + X-HTTP-Method-Override)', { overridePatchMethod: true, chunkSize: CS });
+  add('tus-js-client', 'tus-pause', 'abort() / start() in the middle', { chunkSize: CS }, 'pause');
+  add('tus-js-client', 'tus-reload', 'reload in the middle, re-add: resumes from the stored URL', { chunkSize: CS }, 'reload');
+  add('tus-js-client', 'tus-failures', 'every 3rd PATCH aborted once (connection reset), retryDelays', { chunkSize: CS }, 'failures');
+  add('tus-js-client', 'tus-parallel-failures', 'parallelUploads: 3 with every 3rd PATCH aborted once', { parallelUploads: 3, chunkSize: CS }, 'failures');
+
+  // Uppy's bundle with its Tus plugin.
+  add('Uppy', 'uppy-tus', 'Uppy.Tus, chunkSize: 64 KiB, limit: 3', { tus: { chunkSize: CS } });
+  add('Uppy', 'uppy-tus-whole', 'Uppy.Tus, chunkSize unset', {});
+  add('Uppy', 'uppy-tus-pause', 'pauseAll() / resumeAll() in the middle', { tus: { chunkSize: CS } }, 'pause');
+  add('Uppy', 'uppy-tus-failures', 'every 3rd PATCH aborted once', { tus: { chunkSize: CS } }, 'failures');
   return cases;
 }
 
@@ -543,9 +568,15 @@ const MAX_ABORTS = 4;
 async function injectFailures(page, stats) {
   const aborted = new Set();
   let posts = 0;
-  await page.route((u) => new URL(u).pathname === '/upload', async (route) => {
+  const chunkRequest = (u) => {
+    const { pathname } = new URL(u);
+    return pathname === '/upload' || pathname.startsWith('/tus/');
+  };
+  await page.route(chunkRequest, async (route) => {
     const req = route.request();
-    if (req.method() !== 'POST') return route.continue();
+    const isTus = new URL(req.url()).pathname.startsWith('/tus/');
+    const isAppend = isTus ? req.method() === 'PATCH' || req.headers()['x-http-method-override'] === 'PATCH' : req.method() === 'POST';
+    if (!isAppend) return route.continue();
     posts += 1;
     // Which chunk: the start of the body (the multipart fields, or the chunk's first bytes)
     // and the query string; when Chromium does not expose the body, the query string alone
@@ -553,7 +584,11 @@ async function injectFailures(page, stats) {
     // chunk from failing more often than the retry settings allow).
     let key = null;
     let by = 'body';
-    try {
+    if (isTus) {
+      // An append is told by its upload and offset.
+      key = `${req.url()}@${req.headers()['upload-offset']}`;
+      by = 'offset';
+    } else try {
       const body = req.postDataBuffer();
       if (body) key = sha256(body.subarray(0, 2048)) + new URL(req.url()).search;
     } catch {
@@ -576,7 +611,7 @@ async function injectFailures(page, stats) {
 async function runWidgetCase(browser, harnessOrigin, c) {
   const problems = [];
   const info = [];
-  const files = c.kind === 'pause' ? bigFile(c.id) : c.bigFirst ? standardFiles(c.id).reverse() : standardFiles(c.id);
+  const files = c.kind === 'pause' || c.kind === 'reload' ? bigFile(c.id) : c.bigFirst ? standardFiles(c.id).reverse() : standardFiles(c.id);
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
   const page = await context.newPage();
   attachPageLog(page);
@@ -591,6 +626,7 @@ async function runWidgetCase(browser, harnessOrigin, c) {
     await page.locator('input[type=file]').first().setInputFiles(files.map((f) => f.path));
 
     if (c.kind === 'pause') await pauseInTheMiddle(page, c, problems, info);
+    if (c.kind === 'reload') await reloadInTheMiddle(page, url, files, problems, info);
 
     await page.waitForFunction((n) => window.harness.settled(n), files.length, { timeout: CASE_TIMEOUT_MS, polling: 100 });
     // The widget's all-done event may come right after the last per-file event.
@@ -606,7 +642,7 @@ async function runWidgetCase(browser, harnessOrigin, c) {
     if (c.cold) checkCold(c, problems, info);
     if (c.kind === 'failures') {
       if (stats.aborted === 0) problems.push('no chunk request was aborted: the failure injection did not happen');
-      else info.push(`${stats.aborted} chunk POSTs aborted`);
+      else info.push(`${stats.aborted} chunk requests aborted`);
     }
   } catch (err) {
     problems.push(`${err.message.split('\n')[0]}`);
@@ -619,6 +655,27 @@ async function runWidgetCase(browser, harnessOrigin, c) {
   await page.screenshot({ path: shot, fullPage: true, animations: 'disabled' }).catch(() => {});
   await context.close();
   return { problems, info, snapshot, shot };
+}
+
+/** Slows the appends down, reloads the page at about a third, adds the same file again: the
+ * widget must find the upload it started (tus-js-client keeps its URL in localStorage) and
+ * send only what the server lacks. */
+async function reloadInTheMiddle(page, url, files, problems, info) {
+  proxyControl.delayMs = 150;
+  await page.waitForFunction(() => window.harness.overallProgress() >= 0.33, null, { timeout: 30_000, polling: 20 });
+  const before = current.proxied.length;
+  await page.reload();
+  await page.waitForFunction(() => window.harness && window.harness.ready && window.harness.session, null, { timeout: 15_000 });
+  proxyControl.delayMs = 0;
+  await page.locator('input[type=file]').first().setInputFiles(files.map((f) => f.path));
+  await page.waitForFunction((n) => window.harness.settled(n), files.length, { timeout: CASE_TIMEOUT_MS, polling: 100 });
+  const after = current.proxied.slice(before);
+  const creations = after.filter((e) => e.method === 'POST' && /^\/tus\/?$/.test(e.url)).length;
+  const appends = after.filter((e) => e.method === 'PATCH').length;
+  const total = Math.ceil(files[0].size / CS);
+  info.push(`${appends} PATCHes after the reload (of ${total} for the whole file), ${creations} new uploads created`);
+  if (creations > 0) problems.push(`the reloaded page created ${creations} new upload(s) instead of resuming`);
+  if (appends >= total) problems.push(`${appends} PATCHes after the reload: the upload did not resume`);
 }
 
 /** Slows the chunk POSTs down, pauses at about a quarter, checks that nothing is sent while
@@ -646,21 +703,23 @@ async function pauseInTheMiddle(page, c, problems, info) {
 
 const PAGE_QUERY = `?chunkSize=${CS}&parallel=3`;
 
-async function projectPage(browser, serverOrigin) {
+async function projectPage(browser, serverOrigin, query = PAGE_QUERY) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();
   attachPageLog(page);
-  const counts = { posts: 0, tests: 0, testHits: 0 };
+  const counts = { posts: 0, tests: 0, testHits: 0, tusCreates: 0, tusPatches: 0 };
   page.on('request', (req) => {
     const u = new URL(req.url());
     if (u.pathname === '/upload' && req.method() === 'POST') counts.posts += 1;
     if (u.pathname === '/upload' && req.method() === 'GET') counts.tests += 1;
+    if (u.pathname === '/tus/' && req.method() === 'POST') counts.tusCreates += 1;
+    if (u.pathname.startsWith('/tus/') && req.method() === 'PATCH') counts.tusPatches += 1;
   });
   page.on('response', (res) => {
     const u = new URL(res.url());
     if (u.pathname === '/upload' && res.request().method() === 'GET' && res.status() === 200) counts.testHits += 1;
   });
-  await page.goto(`${serverOrigin}/${PAGE_QUERY}`);
+  await page.goto(`${serverOrigin}/${query}`);
   await page.waitForFunction(() => window.uploadPage, null, { timeout: 15_000 });
   return { context, page, counts };
 }
@@ -670,10 +729,10 @@ async function projectPage(browser, serverOrigin) {
  * the files and does what the case is about), then checks the page's file states and the bytes on
  * the server, takes the final screenshot and closes the page. Any exception is a problem.
  */
-async function projectPageCase(browser, serverOrigin, id, files, drive) {
+async function projectPageCase(browser, serverOrigin, id, files, drive, query = PAGE_QUERY) {
   const problems = [];
   const info = [];
-  const { context, page, counts } = await projectPage(browser, serverOrigin);
+  const { context, page, counts } = await projectPage(browser, serverOrigin, query);
   try {
     await drive({ page, counts, info, problems });
     await waitIdle(page, files.length);
@@ -708,7 +767,52 @@ async function waitIdle(page, expected) {
   await page.evaluate(() => window.uploadPage.whenIdle());
 }
 
+const TUS_PAGE_QUERY = `${PAGE_QUERY}&protocol=tus`;
+
 const projectCases = [
+  {
+    widget: 'project page',
+    id: 'page-tus',
+    title: 'tus (?protocol=tus): several files through the file picker',
+    async run(browser, serverOrigin) {
+      const files = standardFiles(this.id);
+      return projectPageCase(browser, serverOrigin, this.id, files, async ({ page, counts, info }) => {
+        await page.locator('[data-testid=file-input]').setInputFiles(files.map((f) => f.path));
+        await waitIdle(page, files.length);
+        info.push(`${counts.tusCreates} uploads created, ${counts.tusPatches} PATCHes`);
+      }, TUS_PAGE_QUERY);
+    },
+  },
+  {
+    widget: 'project page',
+    id: 'page-tus-reload',
+    title: 'tus: reload in the middle, re-add the file: resumes at the server\'s offset',
+    async run(browser, serverOrigin) {
+      const files = bigFile(this.id);
+      const total = Math.ceil(files[0].size / CS);
+      return projectPageCase(browser, serverOrigin, this.id, files, async ({ page, counts, info, problems }) => {
+        await page.route((u) => new URL(u).pathname.startsWith('/tus/'), async (route) => {
+          if (route.request().method() === 'PATCH') await sleep(120);
+          return route.continue().catch(() => {});
+        });
+        await page.locator('[data-testid=file-input]').setInputFiles(files.map((f) => f.path));
+        await page.waitForFunction(() => {
+          const [f] = window.uploadPage.files();
+          return f && f.bytesConfirmed >= f.size / 3;
+        }, null, { timeout: 30_000, polling: 20 });
+        await page.reload();
+        await page.waitForFunction(() => window.uploadPage, null, { timeout: 15_000 });
+        const [createsAtReload, patchesAtReload] = [counts.tusCreates, counts.tusPatches];
+        await page.locator('[data-testid=file-input]').setInputFiles(files.map((f) => f.path));
+        await waitIdle(page, files.length);
+        const creates = counts.tusCreates - createsAtReload;
+        const patches = counts.tusPatches - patchesAtReload;
+        info.push(`${patchesAtReload} PATCHes before the reload, ${patches} after it (of ${total} chunks); ${creates} uploads created after it`);
+        if (creates > 0) problems.push(`${creates} new uploads created after the reload: the stored URL was not used`);
+        if (patches >= total) problems.push(`${patches} PATCHes after the reload: the upload did not resume`);
+      }, TUS_PAGE_QUERY);
+    },
+  },
   {
     widget: 'project page',
     id: 'page-picker',

@@ -35,6 +35,7 @@
 //! The cases run in parallel safely: each uses its own identifiers and file names.
 
 pub mod store;
+pub mod tus;
 
 use std::fs;
 use std::io::{Read, Write};

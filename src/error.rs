@@ -24,6 +24,8 @@ pub enum Limit {
     /// [`ConfigBuilder::max_pending_bytes_per_scope`](crate::ConfigBuilder::max_pending_bytes_per_scope):
     /// bytes one scope may have stored but not yet assembled.
     PendingBytesPerScope,
+    /// The length a tus upload declared (`Upload-Length`): no byte may go beyond it.
+    UploadLength,
     /// [`RequestLimits::max_part_header_bytes`](crate::RequestLimits::max_part_header_bytes):
     /// the headers of one part of a multipart form.
     PartHeaders,
@@ -48,6 +50,7 @@ impl Limit {
             Limit::RequestBody => "request body size",
             Limit::UploadsPerScope => "unfinished uploads per scope",
             Limit::PendingBytesPerScope => "bytes stored but not yet assembled per scope",
+            Limit::UploadLength => "the upload's end",
             Limit::PartHeaders => "size of a multipart part's headers",
             Limit::Preamble => "size of the multipart preamble",
             Limit::FormFields => "number of form fields",
@@ -331,6 +334,122 @@ pub enum Error {
         reason: String,
     },
 
+    /// The store cannot do what the request needs (see
+    /// [`Capabilities`](crate::Capabilities)); answered `501 Not Implemented`.
+    #[error("this server's storage cannot {operation}")]
+    Unsupported {
+        /// What could not be done.
+        operation: &'static str,
+    },
+
+    /// A tus request without a protocol version this server speaks: `Tus-Resumable` missing or
+    /// not `1.0.0` (nor an IETF draft's `Upload-Draft-Interop-Version` this server speaks);
+    /// answered `412 Precondition Failed` with the versions it does speak.
+    #[error("{header}: {} is not a version this server speaks ({supported})", .value.as_deref().map_or("missing".to_owned(), |v| format!("{v:?}")))]
+    UnsupportedVersion {
+        /// The header that says the version (`Tus-Resumable`, `Upload-Draft-Interop-Version`).
+        header: &'static str,
+        /// What it said, if it was there.
+        value: Option<String>,
+        /// The versions this server speaks.
+        supported: &'static str,
+    },
+
+    /// A tus append at an offset other than the upload's (`409 Conflict`; the IETF draft's
+    /// `mismatching-upload-offset` problem).
+    #[error("upload {identifier:?} is at offset {expected}, the request says {provided}")]
+    OffsetMismatch {
+        /// The upload's id.
+        identifier: String,
+        /// Its offset: where the next append must start.
+        expected: u64,
+        /// What the request said.
+        provided: u64,
+    },
+
+    /// A request body of a media type the request may not have (a tus `PATCH` must be
+    /// `application/offset+octet-stream`); `415 Unsupported Media Type`.
+    #[error("Content-Type: {} (expected {expected})", .got.as_deref().map_or("missing".to_owned(), |v| format!("{v:?}")))]
+    UnsupportedMediaType {
+        /// What the request said, if anything.
+        got: Option<String>,
+        /// What it must say.
+        expected: &'static str,
+    },
+
+    /// The body's checksum (tus `Upload-Checksum`) does not match the bytes received: nothing
+    /// of them is stored and the offset stays (`460 Checksum Mismatch`).
+    #[error(
+        "{algorithm} checksum of the {received} bytes received is {actual}, the request says {expected}"
+    )]
+    ChecksumMismatch {
+        /// The algorithm (`sha1`, `md5`, `sha256`).
+        algorithm: &'static str,
+        /// The checksum the request declared (base64).
+        expected: String,
+        /// The checksum of the bytes received (base64).
+        actual: String,
+        /// Bytes received.
+        received: u64,
+    },
+
+    /// The upload expired (it was idle longer than the expiry age) and is removed now; `410
+    /// Gone`, then `404`.
+    #[error("upload {identifier:?} expired")]
+    Expired {
+        /// The upload's id.
+        identifier: String,
+    },
+
+    /// The request may not do this to this upload, whatever it says (appending to a tus final
+    /// upload, which is made of its partial uploads); `403 Forbidden`.
+    #[error("upload {identifier:?}: {reason}")]
+    Forbidden {
+        /// The upload's id.
+        identifier: String,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// The upload is complete: nothing more may be appended (`400`; the IETF draft's
+    /// `completed-upload` problem).
+    #[error("upload {identifier:?} is complete: nothing more may be appended")]
+    UploadComplete {
+        /// The upload's id.
+        identifier: String,
+    },
+
+    /// The request's length disagrees with the upload's: a length declared twice with two
+    /// values, a length smaller than what is stored, an upload said complete short of its
+    /// length (`400`; the IETF draft's `inconsistent-upload-length` problem).
+    #[error("upload {identifier:?}: {reason}")]
+    InconsistentLength {
+        /// The upload's id.
+        identifier: String,
+        /// What disagrees.
+        reason: String,
+    },
+
+    /// Another request took this upload over while this one was receiving its body (a client
+    /// resuming after it thought this connection dead): the bytes received so far are kept,
+    /// and this request is answered `400` so that two live clients do not take turns.
+    #[error(
+        "upload {identifier:?} was taken over by another request after {kept} bytes of this one"
+    )]
+    TakenOver {
+        /// The upload's id.
+        identifier: String,
+        /// Bytes of this request that were kept.
+        kept: u64,
+    },
+
+    /// The request's method is not one the route answers (`405 Method Not Allowed`).
+    #[error("method {method} is not allowed here")]
+    MethodNotAllowed {
+        /// The method.
+        method: String,
+    },
+
     /// An object-store request failed (the `s3` store).
     #[error("object store: {op} {key}: {reason}")]
     ObjectStore {
@@ -438,6 +557,15 @@ impl Error {
     /// | [`Refused`](Error::Refused) | 415 |
     /// | [`TooManyUploads`](Error::TooManyUploads) | 429 |
     /// | [`Rejected`](Error::Rejected) | its own (400-499) |
+    /// | [`UnsupportedVersion`](Error::UnsupportedVersion) | 412 |
+    /// | [`OffsetMismatch`](Error::OffsetMismatch) | 409 |
+    /// | [`UnsupportedMediaType`](Error::UnsupportedMediaType) | 415 |
+    /// | [`ChecksumMismatch`](Error::ChecksumMismatch) | 460 (tus: Checksum Mismatch) |
+    /// | [`Expired`](Error::Expired) | 410 |
+    /// | [`Forbidden`](Error::Forbidden) | 403 |
+    /// | [`UploadComplete`](Error::UploadComplete), [`InconsistentLength`](Error::InconsistentLength), [`TakenOver`](Error::TakenOver) | 400 |
+    /// | [`MethodNotAllowed`](Error::MethodNotAllowed) | 405 |
+    /// | [`Unsupported`](Error::Unsupported) | 501 |
     /// | [`Busy`](Error::Busy), a transient [`ObjectStore`](Error::ObjectStore) failure | 503 |
     /// | [`Io`](Error::Io) with the disk full | 507 |
     /// | other [`Io`](Error::Io), [`InvalidStorageKey`](Error::InvalidStorageKey), [`InvalidSigningKey`](Error::InvalidSigningKey), [`Corrupt`](Error::Corrupt), [`SizeMismatch`](Error::SizeMismatch), [`TaskFailed`](Error::TaskFailed), [`ObjectStore`](Error::ObjectStore) | 500 |
@@ -450,6 +578,17 @@ impl Error {
             | Error::FieldAfterFile { .. } => 400,
             Error::NotFound { .. } => 404,
             Error::BodyTooSlow { .. } | Error::TimedOut { .. } => 408,
+            Error::UnsupportedVersion { .. } => 412,
+            Error::OffsetMismatch { .. } => 409,
+            Error::UnsupportedMediaType { .. } => 415,
+            Error::ChecksumMismatch { .. } => 460,
+            Error::Expired { .. } => 410,
+            Error::Forbidden { .. } => 403,
+            Error::UploadComplete { .. }
+            | Error::InconsistentLength { .. }
+            | Error::TakenOver { .. } => 400,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::Unsupported { .. } => 501,
             Error::Conflict { .. }
             | Error::GeometryMismatch { .. }
             | Error::ContentMismatch { .. }
@@ -490,6 +629,8 @@ impl Error {
                 | Error::TooManyUploads { .. }
                 | Error::BodyTooSlow { .. }
                 | Error::Restarted { .. }
+                | Error::OffsetMismatch { .. }
+                | Error::ChecksumMismatch { .. }
                 | Error::TaskFailed { .. }
                 | Error::ObjectStore {
                     transient: true,

@@ -1,8 +1,9 @@
 //! # chunked-upload
 //!
 //! Accept chunked, resumable uploads from the browser upload widgets people already use
-//! (flow.js, resumable.js, Dropzone, Fine Uploader, Plupload), store the chunks safely, and
-//! assemble each file exactly once.
+//! (flow.js, resumable.js, Dropzone, Fine Uploader, Plupload) and from tus clients
+//! (tus-js-client, Uppy; tus 1.0 and the IETF resumable-upload draft), store the chunks safely,
+//! and assemble each file exactly once.
 //!
 //! The core is framework-agnostic and synchronous: an adapter (or your own code) turns an HTTP
 //! request into something implementing [`ChunkRequest`] (parameters by name, the caller's
@@ -38,15 +39,19 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` | `adapter::axum`: a ready `Router` over a scope extractor, the `UploadChunk` extractor, `SessionScope` (axum 0.8) |
-//! | `actix-web` | `adapter::actix`: handlers over a scope extractor, a `ServiceConfig` helper, `SessionScope`, a `ResponseError` (actix-web 4) |
-//! | `hyper` | `adapter::hyper`: async handlers over any `http_body::Body` in the scope you decide, `session_scope` (hyper 1) |
+//! | `axum` | `adapter::axum`: a ready `Router` over a scope extractor, the `UploadChunk` extractor, `SessionScope`, `tus_router` (axum 0.8) |
+//! | `actix-web` | `adapter::actix`: handlers over a scope extractor, a `ServiceConfig` helper, `SessionScope`, a `ResponseError`, `TusState` (actix-web 4) |
+//! | `hyper` | `adapter::hyper`: async handlers over any `http_body::Body` in the scope you decide, `session_scope`, `tus`, `UploadService::with_tus` (hyper 1) |
+//! | `conformance` | `conformance`: the HTTP test suite every adapter passes (its tus cases in `conformance::tus`), and the store suite (`conformance::store`), for your own adapter or store |
+//! | `s3` | [`S3Store`]: uploads in an S3-compatible bucket shared by many servers (`object_store`) |
 //!
 //! Every adapter feature also brings `adapter::Sessions` (signed session cookies for apps
 //! without accounts; see `adapter::session` for what they can and cannot tell apart) and
 //! `spawn_sweep` (the sweep in the background).
-//! | `conformance` | `conformance`: the HTTP test suite every adapter passes, for your own adapter |
-//! | `s3` | [`S3Store`]: uploads in an S3-compatible bucket shared by many servers (`object_store`) |
+//!
+//! tus is always part of the core ([`tus`]): its extra dependencies are small and have no
+//! dependencies of their own worth a feature (`base64`, `md-5` and `sha2` beside the `sha1`
+//! the core already uses, `httpdate`, `getrandom` for upload ids).
 //!
 //! ## Guarantees
 //!
@@ -91,6 +96,18 @@
 //! form, small files of Dropzone, Fine Uploader and Plupload); the [`dialect`] module has the
 //! details.
 //!
+//! tus is offset-based, on a route of its own ([`tus::Tus`]; the adapters' `tus_router`,
+//! `TusState`, `with_tus`):
+//!
+//! | concern | tus 1.0 (tus-js-client, Uppy) | IETF draft (tus-js-client `ietf-draft-03`/`-05`) |
+//! |---|---|---|
+//! | version | `Tus-Resumable: 1.0.0` (else 412) | `Upload-Draft-Interop-Version: 5` or `6` |
+//! | create | `POST` with `Upload-Length` or `Upload-Defer-Length: 1`, `Upload-Metadata` (name: `filename` or `name`): 201 + `Location` | `POST` with `Upload-Complete`, `Upload-Length` |
+//! | offset | `HEAD`: 200, `Upload-Offset`, `Upload-Length`, `Upload-Metadata`, `Upload-Expires`, `Cache-Control: no-store` | `HEAD`: 204, `Upload-Offset`, `Upload-Complete`, `Upload-Limit` |
+//! | append | `PATCH` `application/offset+octet-stream` at `Upload-Offset` (409 if not the upload's; `X-HTTP-Method-Override`) | `PATCH` (`application/partial-upload` in version 6), `Upload-Complete: ?1` on the last; 409 problem document with `expected-offset` |
+//! | extensions | creation, creation-with-upload, creation-defer-length, termination, checksum (sha1, md5, sha256; 460), expiration, concatenation | the same store, locks, hooks, expiry |
+//! | end | `DELETE`: 204 | `DELETE`: 204 |
+//!
 //! ## Status codes
 //!
 //! | meaning | status |
@@ -108,6 +125,9 @@
 //! | too many unfinished uploads in the scope ([`Error::TooManyUploads`]) | 429 |
 //! | busy, retry later ([`Error::Busy`]) | 503 |
 //! | storage full | 507 |
+//! | tus: no version spoken ([`Error::UnsupportedVersion`]) | 412 |
+//! | tus: expired ([`Error::Expired`]) | 410 |
+//! | tus: checksum mismatch ([`Error::ChecksumMismatch`]) | 460 |
 //!
 //! [`Error::status`] is the one mapping; the table in its docs is complete. Error bodies are
 //! `{"success": false, "error": message, "preventRetry": bool}` ([`Reply::error`]): the message
@@ -139,6 +159,7 @@ mod response;
 mod sanitize;
 mod save;
 mod store;
+pub mod tus;
 mod upload;
 
 pub use chunk::{
@@ -163,7 +184,8 @@ pub use store::{
     Activity, Assembly, Capabilities, ConflictPolicy, LocalStore, Marker, Piece, PieceWriter,
     PreprocessFn, Recorded, Store, Stored, Tally, UploadLock,
 };
-pub use upload::{Assembled, Location, UploadInfo};
+pub use tus::Tus;
+pub use upload::{Assembled, Concat, Location, UploadInfo};
 
 /// The `object_store` crate the [`S3Store`] is built on (its `aws` feature), re-exported so
 /// that the S3 configuration types match.

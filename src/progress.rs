@@ -546,6 +546,7 @@ mod tests {
             total_chunks: 4,
             chunk_size: size.map(|s| s / 4),
             metadata: Default::default(),
+            concat: Default::default(),
         }
     }
 

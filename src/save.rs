@@ -772,6 +772,7 @@ impl Uploads {
             total_chunks: info.total_chunks,
             chunk_size: info.chunk_size,
             metadata: Default::default(),
+            concat: Default::default(),
         };
         self.start_upload(lock, &upload)
     }
@@ -820,6 +821,11 @@ impl Uploads {
             hook(&file);
         }
         Ok(file)
+    }
+
+    /// The per-scope quotas (for the tus handler).
+    pub(crate) fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
     }
 
     pub(crate) fn forget(&self, key: &str) {

@@ -31,6 +31,33 @@ pub struct UploadInfo {
     /// The client's metadata beyond the name (tus `Upload-Metadata`; empty for the widgets).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Whether the upload is a part of another one, or made of others (tus concatenation);
+    /// [`Concat::Whole`] for everything else.
+    #[serde(default, skip_serializing_if = "Concat::is_whole")]
+    pub concat: Concat,
+}
+
+/// How an upload takes part in concatenation (the tus `concatenation` extension:
+/// tus-js-client's `parallelUploads` sends a file as several partial uploads, then one final
+/// upload naming them).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Concat {
+    /// An upload of its own: published when complete.
+    #[default]
+    Whole,
+    /// A part of a file: never published itself; a final upload is made of it.
+    Partial,
+    /// Made of these partial uploads (their ids, in order); published when made.
+    Final(Vec<String>),
+}
+
+impl Concat {
+    /// Whether this is [`Concat::Whole`].
+    pub fn is_whole(&self) -> bool {
+        matches!(self, Concat::Whole)
+    }
 }
 
 /// Where an assembled file is: a path on a filesystem, or a key in an object store.

@@ -12,8 +12,10 @@ use actix_web::error::ErrorUnauthorized;
 use actix_web::{App, FromRequest, HttpRequest, HttpServer, web};
 use adapter_support::Checks;
 use chunked_upload::adapter::Scope;
-use chunked_upload::adapter::actix::{SessionScope, UploadState};
+use chunked_upload::adapter::actix::{SessionScope, TusState, UploadState};
 use chunked_upload::conformance::Target;
+use chunked_upload::conformance::tus::TusTarget;
+use chunked_upload::tus::Tus;
 
 /// The scope of the `x-scope` header.
 struct HeaderScope(Scope);
@@ -59,10 +61,11 @@ impl From<User> for Scope {
     }
 }
 
-fn server() -> &'static (Target, Checks) {
-    static SERVER: OnceLock<(Target, Checks)> = OnceLock::new();
+fn server() -> &'static (Target, Checks, TusTarget) {
+    static SERVER: OnceLock<(Target, Checks, TusTarget)> = OnceLock::new();
     SERVER.get_or_init(|| {
         let setup = adapter_support::setup("actix");
+        let tus = TusState::new(Tus::new(setup.uploads.clone()));
         let state = UploadState::new(setup.uploads);
         let shared = UploadState::new(setup.shared);
         let private = UploadState::new(setup.private);
@@ -72,6 +75,7 @@ fn server() -> &'static (Target, Checks) {
             actix_web::rt::System::new().block_on(async move {
                 HttpServer::new(move || {
                     let (state, shared, private) = (state.clone(), shared.clone(), private.clone());
+                    let tus = tus.clone();
                     let (authed, authed_progress) = (state.clone(), state.clone());
                     let (session, session_progress) = (state.clone(), state.clone());
                     App::new()
@@ -79,6 +83,9 @@ fn server() -> &'static (Target, Checks) {
                         .service(
                             web::scope("/upload")
                                 .configure(|cfg| state.configure::<HeaderScope>(cfg)),
+                        )
+                        .service(
+                            web::scope("/tus").configure(|cfg| tus.configure::<HeaderScope>(cfg)),
                         )
                         .service(
                             web::scope("/authed/upload")
@@ -113,9 +120,10 @@ fn server() -> &'static (Target, Checks) {
                 .expect("serve");
             });
         });
-        (setup.target, setup.checks)
+        (setup.target, setup.checks, setup.tus)
     })
 }
 
 chunked_upload::conformance_tests!(&server().0);
+chunked_upload::tus_conformance_tests!(&server().2);
 scope_checks!(&server().1);

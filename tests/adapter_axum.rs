@@ -13,9 +13,11 @@ use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use chunked_upload::adapter::axum::{SessionScope, progress_router, router};
+use chunked_upload::adapter::axum::{SessionScope, progress_router, router, tus_router};
 use chunked_upload::adapter::{Scope, Sessions};
 use chunked_upload::conformance::Target;
+use chunked_upload::conformance::tus::TusTarget;
+use chunked_upload::tus::Tus;
 
 /// The scope of the `x-scope` header.
 struct HeaderScope(Scope);
@@ -55,13 +57,17 @@ impl From<User> for Scope {
     }
 }
 
-fn server() -> &'static (Target, Checks) {
-    static SERVER: OnceLock<(Target, Checks)> = OnceLock::new();
+fn server() -> &'static (Target, Checks, TusTarget) {
+    static SERVER: OnceLock<(Target, Checks, TusTarget)> = OnceLock::new();
     SERVER.get_or_init(|| {
         let setup = adapter_support::setup("axum");
         let uploads = setup.uploads;
         let app: Router<Sessions> = Router::new()
             .nest("/upload", router::<HeaderScope, _>(uploads.clone()))
+            .merge(tus_router::<HeaderScope, _>(
+                Tus::new(uploads.clone()),
+                "/tus",
+            ))
             .nest("/authed/upload", router::<User, _>(uploads.clone()))
             .nest(
                 "/authed/progress",
@@ -91,11 +97,12 @@ fn server() -> &'static (Target, Checks) {
                 axum::serve(listener, app).await.expect("serve");
             });
         });
-        (setup.target, setup.checks)
+        (setup.target, setup.checks, setup.tus)
     })
 }
 
 chunked_upload::conformance_tests!(&server().0);
+chunked_upload::tus_conformance_tests!(&server().2);
 scope_checks!(&server().1);
 
 /// Served without the client's address (no `into_make_service_with_connect_info`), a request

@@ -15,6 +15,8 @@ use chunked_upload::Uploads;
 use chunked_upload::adapter::hyper::{HyperResponse, UploadService};
 use chunked_upload::adapter::{self, Scope, Sessions};
 use chunked_upload::conformance::Target;
+use chunked_upload::conformance::tus::TusTarget;
+use chunked_upload::tus::Tus;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -104,12 +106,13 @@ async fn route(
     routes.conformance.call(request).await
 }
 
-fn server() -> &'static (Target, Checks) {
-    static SERVER: OnceLock<(Target, Checks)> = OnceLock::new();
+fn server() -> &'static (Target, Checks, TusTarget) {
+    static SERVER: OnceLock<(Target, Checks, TusTarget)> = OnceLock::new();
     SERVER.get_or_init(|| {
         let setup = adapter_support::setup("hyper");
         let routes = Routes {
-            conformance: header_scoped(setup.uploads.clone()),
+            conformance: header_scoped(setup.uploads.clone())
+                .with_tus("/tus", Tus::new(setup.uploads.clone())),
             authed: adapter::hyper::service(setup.uploads.clone(), |parts: &Parts| {
                 let parts = parts.clone();
                 async move { user(&parts).await }
@@ -143,9 +146,10 @@ fn server() -> &'static (Target, Checks) {
                 }
             });
         });
-        (setup.target, setup.checks)
+        (setup.target, setup.checks, setup.tus)
     })
 }
 
 chunked_upload::conformance_tests!(&server().0);
+chunked_upload::tus_conformance_tests!(&server().2);
 scope_checks!(&server().1);

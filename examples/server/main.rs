@@ -18,6 +18,7 @@
 //! | `GET /progress` | this browser's uploads as JSON (state, received, size, speed, ETA, ...) |
 //! | `GET /progress/events` | the same as server-sent events, pushed as uploads change |
 //! | `GET /progress/{identifier}` | one upload (404 if this browser has no such upload) |
+//! | `/tus/` (`OPTIONS`, `POST`), `/tus/{id}` (`HEAD`, `PATCH`, `DELETE`) | tus 1.0 and the IETF resumable-upload draft (tus-js-client, Uppy), on the same storage; `Location`s under `/tus/` |
 //!
 //! **Sessions.** Each browser's uploads live in its session, a `cu_session` cookie signed with
 //! the key of `--signing-key` (or `CHUNKED_UPLOAD_SIGNING_KEY`; prefer the variable, since
@@ -57,6 +58,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chunked_upload::adapter::axum::SessionScope;
 use chunked_upload::adapter::{SessionKey, SessionRequest, Sessions};
+use chunked_upload::tus::Tus;
 use chunked_upload::{Config, ConflictPolicy, RequestLimits, Uploads, adapter};
 use clap::Parser;
 use serde::Serialize;
@@ -274,6 +276,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/upload",
             adapter::axum::router::<SessionScope, _>(uploads.clone()),
         )
+        // tus 1.0 and the IETF draft: endpoint /tus/, uploads at /tus/{id}.
+        .merge(adapter::axum::tus_router::<SessionScope, _>(
+            Tus::new(uploads.clone()),
+            "/tus",
+        ))
         .route("/files", get(move || list_files(listing.clone())))
         // GET /progress (JSON), /progress/events (server-sent events), /progress/{identifier}.
         .nest(

@@ -138,7 +138,7 @@ fuzz_target!(|data: &[u8]| {
     let server = server();
     let response = server.runtime.block_on(adapter::hyper::handle(
         &server.uploads,
-        |_: &http::request::Parts| "fuzz".to_owned(),
+        adapter::Scope::new("fuzz"),
         request,
     ));
     let status = response.status().as_u16();

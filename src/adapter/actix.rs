@@ -93,6 +93,7 @@ use futures_util::{Stream, StreamExt};
 use super::body::{BodyKind, Collector, Head, Purpose, log, unreadable};
 pub use super::sweep::spawn_sweep;
 use super::{Scope, SessionRequest, Sessions};
+use crate::tus::{Tus, TusReply, TusRequest};
 use crate::{Error, Outcome, Reply, Result, Uploads};
 
 // The state is cloned into every worker thread.
@@ -101,6 +102,7 @@ const _: fn() = || {
     send_sync::<UploadState>();
     send_sync::<SessionScope>();
     send_sync::<UploadError>();
+    send_sync::<TusState>();
 };
 
 /// What the handlers need: the [`Uploads`], registered as app data
@@ -203,6 +205,101 @@ impl FromRequest for SessionScope {
 impl From<SessionScope> for Scope {
     fn from(session: SessionScope) -> Scope {
         session.0
+    }
+}
+
+/// What the [`tus`] handler needs: a [`Tus`], registered as app data (`web::Data<TusState>`) by
+/// [`configure`](Self::configure). Cheap to clone.
+///
+/// ```no_run
+/// use actix_web::{App, HttpServer, web};
+/// use chunked_upload::adapter::actix::{SessionScope, TusState};
+/// use chunked_upload::adapter::{SessionKey, Sessions};
+/// use chunked_upload::tus::Tus;
+/// use chunked_upload::{Config, Uploads};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let uploads = Uploads::new(Config::builder("./uploads/.chunks", "./uploads").build())
+///     .map_err(std::io::Error::other)?;
+/// let tus = TusState::new(Tus::new(uploads));
+/// let sessions = Sessions::new(SessionKey::generate());
+/// HttpServer::new(move || {
+///     let tus = tus.clone();
+///     // tus-js-client and Uppy: endpoint "/tus/".
+///     App::new()
+///         .app_data(web::Data::new(sessions.clone()))
+///         .service(web::scope("/tus").configure(|cfg| tus.configure::<SessionScope>(cfg)))
+/// })
+/// .bind(("127.0.0.1", 8080))?
+/// .run()
+/// .await
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TusState {
+    tus: Tus,
+}
+
+impl TusState {
+    /// The state of the tus handler.
+    pub fn new(tus: Tus) -> Self {
+        TusState { tus }
+    }
+
+    /// Registers this state as app data, the creation endpoint at the scope's own path (with
+    /// and without a trailing `/`) and the uploads at `/{id}`, any method ([`tus`]), each
+    /// request in the scope the extractor `X` decides. Use it inside a [`web::scope`]:
+    /// `web::scope("/tus").configure(|cfg| state.configure::<SessionScope>(cfg))`.
+    pub fn configure<X>(&self, cfg: &mut web::ServiceConfig)
+    where
+        X: FromRequest + Into<Scope> + 'static,
+    {
+        cfg.app_data(web::Data::new(self.clone()))
+            .service(web::resource("").route(web::route().to(tus::<X>)))
+            .service(web::resource("/").route(web::route().to(tus::<X>)))
+            .service(web::resource("/{id}").route(web::route().to(tus::<X>)));
+    }
+}
+
+/// The tus handler ([`crate::tus`]): every method of the creation endpoint and of the uploads,
+/// in the scope `X` decides (when `X` fails, its error is the answer). Needs
+/// `web::Data<TusState>` as app data and, for an upload, an `{id}` path segment.
+pub async fn tus<X: Into<Scope>>(
+    scope: X,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<TusState>,
+) -> HttpResponse {
+    let scope = scope.into();
+    let id = req.match_info().get("id").unwrap_or("").to_owned();
+    let path = req.path().to_owned();
+    let mount = path.strip_suffix(id.as_str()).unwrap_or(&path);
+    let mut request =
+        TusRequest::new(req.method().as_str(), mount, Some(&id)).with_scope(scope.value());
+    for (name, value) in req.headers() {
+        request.header(name.as_str(), value.as_bytes());
+    }
+    let body = payload.map(|piece| piece.map_err(unreadable));
+    tus_response(super::tus::serve(&state.tus, request, body).await, &scope)
+}
+
+/// The response for a tus reply: its status, every header, its body, the scope's session
+/// cookie, if new.
+fn tus_response(reply: TusReply, scope: &Scope) -> HttpResponse {
+    let (status, headers, body) = reply.into_parts();
+    let mut response = HttpResponse::build(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    );
+    if let Some(cookie) = scope.set_cookie() {
+        response.append_header((header::SET_COOKIE, cookie));
+    }
+    for (name, value) in headers {
+        response.append_header((name, value));
+    }
+    if body.is_empty() {
+        response.finish()
+    } else {
+        response.body(body)
     }
 }
 

@@ -171,9 +171,10 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 
 use super::body::{BodyKind, Collector, Purpose, log, unreadable};
-use super::http_common::{head, response, session_scope, set_cookie};
+use super::http_common::{head, response, session_scope, set_cookie, tus_request, tus_response};
 pub use super::sweep::spawn_sweep;
 use super::{Scope, Sessions};
+use crate::tus::Tus;
 use crate::{Error, Outcome, ProgressCursor, Reply, RequestLimits, Result, Uploads};
 
 // Handlers run on any worker thread.
@@ -304,6 +305,66 @@ where
         .route("/", get(list))
         .route("/events", get(events))
         .route("/{identifier}", get(one))
+}
+
+/// A router serving tus 1.0 and the IETF resumable-upload draft ([`crate::tus`]) at `mount`
+/// (e.g. `/tus`), each request in the scope the extractor `X` decides (its rejection is the
+/// answer): the creation endpoint at `mount` and `mount/`, the uploads at `mount/{id}`, any
+/// method. [`Router::merge`] it into your router (axum's `nest` would not route the endpoint
+/// with its trailing slash, which tus clients use). Upload `Location`s are written under the
+/// request's full path, so the router may itself be nested.
+///
+/// ```no_run
+/// # use axum::Router;
+/// # use chunked_upload::{Uploads, adapter, tus::Tus};
+/// use chunked_upload::adapter::axum::SessionScope;
+/// # fn app(uploads: Uploads) -> Router<chunked_upload::adapter::Sessions> {
+/// Router::new()
+///     .nest("/upload", adapter::axum::router::<SessionScope, _>(uploads.clone()))
+///     // tus-js-client and Uppy: endpoint "/tus/".
+///     .merge(adapter::axum::tus_router::<SessionScope, _>(Tus::new(uploads), "/tus"))
+/// # }
+/// ```
+///
+/// # Panics
+/// When `mount` is not a path (it must start with `/`, and not be `/` alone).
+pub fn tus_router<X, S>(tus: Tus, mount: &str) -> Router<S>
+where
+    X: FromRequestParts<S> + Into<Scope> + Send + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let mount = mount.trim_end_matches('/').to_owned();
+    assert!(
+        mount.starts_with('/'),
+        "the tus mount must be a path like /tus, not {mount:?}"
+    );
+    let within = mount.clone();
+    let handle = move |scope: X, req: Request| {
+        let (tus, mount) = (tus.clone(), within.clone());
+        async move {
+            let scope: Scope = scope.into();
+            let (parts, body) = req.into_parts();
+            // The path as the client sent it (the router may be nested), and the part of it
+            // after the mount.
+            let full = parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or_else(|| parts.uri.path().to_owned(), |uri| uri.path().to_owned());
+            let inner = parts
+                .uri
+                .path()
+                .strip_prefix(mount.as_str())
+                .unwrap_or("")
+                .to_owned();
+            let request = tus_request(&parts, &full, &inner, &scope);
+            let reply = super::tus::serve(&tus, request, data(body)).await;
+            tus_response::<Body>(reply, Some(&scope))
+        }
+    };
+    Router::new()
+        .route(&mount, axum::routing::any(handle.clone()))
+        .route(&format!("{mount}/"), axum::routing::any(handle.clone()))
+        .route(&format!("{mount}/{{id}}"), axum::routing::any(handle))
 }
 
 /// How often the event stream looks for changes.

@@ -551,7 +551,7 @@ where
 /// while it is waited for: the time counts from the first poll for the next piece (a wait for
 /// a body slot or a disk write between pieces is not the client's), and does not restart when
 /// a waiting consumer gives up its poll and polls again.
-fn watched<S>(body: S, idle: Duration) -> impl Stream<Item = Result<Bytes>>
+pub(super) fn watched<S>(body: S, idle: Duration) -> impl Stream<Item = Result<Bytes>>
 where
     S: Stream<Item = Result<Bytes>>,
 {
@@ -583,8 +583,8 @@ fn malformed(error: multer::Error) -> Error {
     Error::bad("body", format!("malformed multipart form: {error}"))
 }
 
-/// Where [`pump`] writes: a chunk being received, a staging file, or nowhere.
-trait Sink: Send + 'static {
+/// Where [`pump`] writes: a chunk being received, a staging file, a tus append, or nowhere.
+pub(super) trait Sink: Send + 'static {
     fn put(&mut self, bytes: &[u8]) -> Result<()>;
 }
 
@@ -630,6 +630,55 @@ where
     T: Sink,
     S: Stream<Item = Result<Bytes>>,
 {
+    pump_keeping(uploads, sink, body).await.map_err(|cut| cut.error)
+}
+
+/// A body [`pump_keeping`] did not read to its end: why, and the sink with every byte that
+/// arrived before (a tus append keeps them), unless the task writing to it failed.
+pub(super) struct Cut<T> {
+    pub(super) error: Error,
+    pub(super) sink: Option<T>,
+}
+
+impl<T> fmt::Debug for Cut<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cut")
+            .field("error", &self.error)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+/// The sink once the write in flight (if any) is done, and that write's result.
+async fn settle<T>(
+    writing: Option<tokio::task::JoinHandle<(T, Result<()>)>>,
+    sink: Option<T>,
+) -> (Option<T>, Result<()>) {
+    match writing {
+        Some(task) => match task.await {
+            Ok((target, result)) => (Some(target), result),
+            Err(e) => (
+                None,
+                Err(Error::TaskFailed {
+                    reason: e.to_string(),
+                }),
+            ),
+        },
+        None => (sink, Ok(())),
+    }
+}
+
+/// [`pump`], handing the sink back with the error when the body does not end well: every
+/// byte that arrived before the failure is written to it first.
+pub(super) async fn pump_keeping<T, S>(
+    uploads: &Uploads,
+    sink: T,
+    body: S,
+) -> std::result::Result<T, Cut<T>>
+where
+    T: Sink,
+    S: Stream<Item = Result<Bytes>>,
+{
     let limits = uploads.config().request_limits();
     let slots = body_slots(uploads);
     // A body takes a slot once it has sent a whole batch: clients that stall or trickle never
@@ -638,7 +687,7 @@ where
     let mut body = pin!(body);
     let mut batch = BytesMut::new();
     let mut sink = Some(sink);
-    let mut writing: Option<tokio::task::JoinHandle<Result<T>>> = None;
+    let mut writing: Option<tokio::task::JoinHandle<(T, Result<()>)>> = None;
     // Time spent waiting for the client, and what it sent meanwhile, in the current window.
     let (mut waited, mut window_bytes) = (Duration::ZERO, 0u64);
     let mut total_left = limits.body_timeout;
@@ -654,15 +703,15 @@ where
         let elapsed = started.elapsed();
         waited += elapsed;
         total_left = total_left.saturating_sub(elapsed);
+        let mut failed = None;
         if piece.is_err() && runs_into == Wait::Total {
-            return Err(Error::TimedOut {
+            failed = Some(Error::TimedOut {
                 deadline: Deadline::Body,
                 limit: limits.body_timeout,
             });
-        }
-        if waited >= limits.body_window {
+        } else if waited >= limits.body_window {
             if window_bytes < limits.min_body_bytes {
-                return Err(Error::BodyTooSlow {
+                failed = Some(Error::BodyTooSlow {
                     received: window_bytes,
                     seconds: limits.body_window.as_secs(),
                     minimum: limits.min_body_bytes,
@@ -670,17 +719,35 @@ where
             }
             (waited, window_bytes) = (Duration::ZERO, 0);
         }
-        let Ok(piece) = piece else { continue };
-        let ended = piece.is_none();
+        let mut ended = false;
         let mut ready = None;
-        if let Some(piece) = piece {
-            let piece = piece?;
-            window_bytes += piece.len() as u64;
-            if batch.is_empty() && piece.len() >= BATCH {
-                ready = Some(piece); // big enough on its own: no copy
-            } else {
-                batch.extend_from_slice(&piece);
+        match (failed.is_some(), piece) {
+            (true, _) | (false, Err(_)) => {}
+            (false, Ok(None)) => ended = true,
+            (false, Ok(Some(Err(e)))) => failed = Some(e),
+            (false, Ok(Some(Ok(piece)))) => {
+                window_bytes += piece.len() as u64;
+                if batch.is_empty() && piece.len() >= BATCH {
+                    ready = Some(piece); // big enough on its own: no copy
+                } else {
+                    batch.extend_from_slice(&piece);
+                }
             }
+        }
+        if let Some(error) = failed {
+            // What arrived before the failure reaches the sink.
+            let (mut sink, _) = settle(writing, sink).await;
+            if !batch.is_empty()
+                && let Some(mut target) = sink.take()
+            {
+                let bytes = batch.split().freeze();
+                let flushed = tokio::task::spawn_blocking(move || {
+                    let result = target.put(&bytes);
+                    (target, result)
+                });
+                sink = flushed.await.ok().map(|(target, _)| target);
+            }
+            return Err(Cut { error, sink });
         }
         if ready.is_none() && (batch.len() >= BATCH || (ended && !batch.is_empty())) {
             ready = Some(batch.split().freeze());
@@ -694,26 +761,28 @@ where
                         .expect("the body slots are never closed"),
                 );
             }
-            let mut target = match writing.take() {
-                Some(task) => joined(task.await)?,
-                None => sink.take().expect("the sink is here when no write is"),
+            let mut target = match settle(writing.take(), sink.take()).await {
+                (Some(target), Ok(())) => target,
+                (target, Err(error)) => return Err(Cut { error, sink: target }),
+                (None, Ok(())) => unreachable!("the sink is here when no write is"),
             };
             writing = Some(tokio::task::spawn_blocking(move || {
-                target.put(&bytes)?;
-                Ok(target)
+                let result = target.put(&bytes);
+                (target, result)
             }));
         }
         if ended {
-            return match writing {
-                Some(task) => joined(task.await),
-                None => Ok(sink.expect("the sink is here when no write is")),
+            return match settle(writing, sink).await {
+                (Some(target), Ok(())) => Ok(target),
+                (target, Err(error)) => Err(Cut { error, sink: target }),
+                (None, Ok(())) => unreachable!("the sink is here when no write is"),
             };
         }
     }
 }
 
 /// Runs `f` on a blocking thread.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     joined(tokio::task::spawn_blocking(f).await)
 }
 
@@ -885,6 +954,16 @@ mod tests {
             ]);
             let cut = pump(&uploads, Recorder(Vec::new()), broken).await;
             assert!(matches!(cut, Err(Error::BadRequest { field, .. }) if field == "body"));
+            // Kept: what arrived before the break comes back with the error.
+            let broken = futures_util::stream::iter(vec![
+                Ok(Bytes::from_static(b"abc")),
+                Err(unreadable("connection reset")),
+            ]);
+            let cut = pump_keeping(&uploads, Recorder(Vec::new()), broken)
+                .await
+                .expect_err("a broken body");
+            assert!(matches!(&cut.error, Error::BadRequest { field, .. } if field == "body"));
+            assert_eq!(cut.sink.expect("the sink").0, b"abc");
         });
     }
 

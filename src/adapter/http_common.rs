@@ -72,6 +72,41 @@ pub(crate) fn session_scope(
     sessions.scope(&request)
 }
 
+/// The tus request of a request head: its method, the mount and id from the full path and the
+/// path within the mount, every header (the core keeps those tus reads), the scope.
+pub(crate) fn tus_request(
+    parts: &Parts,
+    full_path: &str,
+    within_mount: &str,
+    scope: &Scope,
+) -> crate::tus::TusRequest {
+    let mut request =
+        crate::tus::TusRequest::from_paths(parts.method.as_str(), full_path, within_mount)
+            .with_scope(scope.value());
+    for (name, value) in &parts.headers {
+        request.header(name.as_str(), value.as_bytes());
+    }
+    request
+}
+
+/// The response for a tus reply: its status, every header, its body, and the scope's session
+/// cookie, if new.
+pub(crate) fn tus_response<B: From<String>>(
+    reply: crate::tus::TusReply,
+    scope: Option<&Scope>,
+) -> Response<B> {
+    let (status, headers, body) = reply.into_parts();
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    set_cookie(response, scope)
+}
+
 /// Adds the scope's `Set-Cookie`, if it has one, to a response.
 pub(crate) fn set_cookie<B>(mut response: Response<B>, scope: Option<&Scope>) -> Response<B> {
     if let Some(cookie) = scope.and_then(Scope::set_cookie)

@@ -100,9 +100,10 @@ use http_body::Body;
 use http_body_util::{BodyDataStream, Full};
 
 use super::body::{BodyKind, Collector, Purpose, log, unreadable};
-use super::http_common::{head, response, set_cookie};
+use super::http_common::{head, response, set_cookie, tus_request, tus_response};
 pub use super::sweep::spawn_sweep;
 use super::{Scope, Sessions};
+use crate::tus::Tus;
 use crate::{Error, Outcome, Reply, RequestLimits, Result, Uploads};
 
 // One service clone per connection, on any worker thread.
@@ -211,6 +212,7 @@ where
     UploadService {
         uploads,
         decide: Arc::new(move |parts: &Parts| Box::pin(decide(parts)) as ScopeFuture),
+        tus: None,
     }
 }
 
@@ -220,6 +222,38 @@ where
 pub struct UploadService {
     uploads: Uploads,
     decide: Arc<ScopeFn>,
+    /// tus at this mount (no trailing `/`), when served.
+    tus: Option<(String, Tus)>,
+}
+
+impl UploadService {
+    /// Also serves tus ([`tus`]) at `mount` (e.g. `/tus`): requests to `mount`, `mount/` and
+    /// below go there, in the scope the service's function decides.
+    #[must_use]
+    pub fn with_tus(mut self, mount: &str, tus: Tus) -> UploadService {
+        self.tus = Some((mount.trim_end_matches('/').to_owned(), tus));
+        self
+    }
+}
+
+/// A tus request ([`crate::tus`]) in `scope` to the endpoint mounted at `mount` (e.g. `/tus`):
+/// the creation endpoint is `mount` (with or without a trailing `/`), the uploads are
+/// `mount/{id}`. Never fails: errors are answered with the core's
+/// [`TusReply`](crate::tus::TusReply), with the scope's session cookie, if new. The body is not
+/// limited here: an append may be as long as its upload has room for.
+pub async fn tus<B>(tus: &Tus, mount: &str, scope: Scope, request: Request<B>) -> HyperResponse
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let (parts, body) = request.into_parts();
+    let full = parts.uri.path().to_owned();
+    let mount = mount.trim_end_matches('/');
+    let inner = full.strip_prefix(mount).unwrap_or("");
+    let request = tus_request(&parts, &full, inner, &scope);
+    let reply = super::tus::serve(tus, request, data(body)).await;
+    tus_response(reply, Some(&scope))
 }
 
 impl fmt::Debug for UploadService {
@@ -249,6 +283,15 @@ where
                 Err(refusal) => return Ok(refusal),
             };
             let request = Request::from_parts(parts, body);
+            if let Some((mount, handler)) = &this.tus {
+                let path = request.uri().path();
+                let under = path
+                    .strip_prefix(mount.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+                if under {
+                    return Ok(tus(handler, mount, scope, request).await);
+                }
+            }
             let purpose =
                 if request.method() == Method::POST && request.uri().path().ends_with("/done") {
                     Purpose::Finalize

@@ -12,6 +12,14 @@
 //! | `actix-web` | `actix` | `UploadState::configure::<X>`, the `upload::<X>` / `done::<X>` handlers, `SessionScope`, `UploadError`, `spawn_sweep` |
 //! | `hyper` | `hyper` | `handle`, `finalize`, `progress` in a [`Scope`] you decide, a ready `service` over an async scope function, `session_scope`, `spawn_sweep` |
 //!
+//! Each also serves tus ([`crate::tus`]): axum `tus_router::<X, _>(tus, mount)`, actix-web
+//! `TusState::configure::<X>` and the `tus::<X>` handler, hyper `tus` and
+//! `UploadService::with_tus`. The adapter builds a [`TusRequest`](crate::tus::TusRequest)
+//! (method, mount, id, headers, scope), the core answers a [`TusReply`](crate::tus::TusReply)
+//! (status, headers, body) that the adapter copies out; an append's body streams through the
+//! same body pump, with the same body slots and deadlines, polled every
+//! [`RELEASE_POLL`](crate::tus::RELEASE_POLL) for another request taking the upload over.
+//!
 //! **Scopes.** `X` is the framework's own extractor of the caller's scope (`FromRequestParts`
 //! in axum, `FromRequest` in actix-web; an async function in hyper): your app's authentication,
 //! which may be async, use your app's state and refuse the request with its own status (its
@@ -82,6 +90,7 @@ with_any_adapter! {
     mod scope;
     pub mod session;
     mod sweep;
+    mod tus;
     pub use scope::Scope;
     pub use session::{SESSION_COOKIE, SessionKey, SessionRequest, Sessions};
 }

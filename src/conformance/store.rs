@@ -22,6 +22,11 @@
 //! chunked_upload::store_conformance_tests!(subject());
 //! ```
 //!
+//! The `tus_*` cases drive the store the way [`crate::tus`] does: appends at the upload's
+//! offset under a lock held from first byte to last, a size declared late, an upload made of
+//! others, a lock taken over; a store that cannot do the last three says so
+//! ([`Capabilities`](crate::Capabilities), [`Error::Unsupported`]).
+//!
 //! The cases use pieces of a few bytes and, in [`large_pieces`], of 6 MiB (an object store's
 //! parts must be at least 5 MiB but the last: a store must accept pieces of any size).
 
@@ -104,6 +109,10 @@ pub const CASES: &[(&str, Case)] = &[
     ("expiry_never_races_assembly", expiry_never_races_assembly),
     ("reset_starts_over", reset_starts_over),
     ("large_pieces", large_pieces),
+    ("tus_appends", tus_appends),
+    ("tus_declared_size", tus_declared_size),
+    ("tus_concatenation", tus_concatenation),
+    ("tus_lock_takeover", tus_lock_takeover),
 ];
 
 /// Generates one `#[test]` per case of [`CASES`], each running it on `$subject` (an expression
@@ -129,6 +138,10 @@ macro_rules! store_conformance_tests {
             expiry_never_races_assembly
             reset_starts_over
             large_pieces
+            tus_appends
+            tus_declared_size
+            tus_concatenation
+            tus_lock_takeover
         );
     };
     (@cases ($subject:expr) $($case:ident)*) => {
@@ -188,6 +201,7 @@ impl File {
             total_chunks: self.count,
             chunk_size: Some(self.chunk_size),
             metadata: Default::default(),
+            concat: Default::default(),
         }
     }
 
@@ -767,4 +781,255 @@ fn instances(subject: &Subject) -> Vec<Arc<dyn Store>> {
     let mut all = vec![Arc::clone(&subject.store)];
     all.extend(subject.another.iter().cloned());
     all
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store as tus drives it: appends at the upload's offset, each under the lock held from its
+// first byte to its last (`crate::tus`).
+
+/// A tus upload of `data`: appends, as many as it takes (`total_chunks: u64::MAX`).
+fn tus_info(key: &str, size: Option<u64>, concat: crate::upload::Concat) -> UploadInfo {
+    UploadInfo {
+        scope: "conformance".into(),
+        identifier: key.to_owned(),
+        key: key.to_owned(),
+        filename: format!("{key}.bin"),
+        relative_path: format!("{key}.bin"),
+        total_size: size,
+        total_chunks: u64::MAX,
+        chunk_size: None,
+        metadata: Default::default(),
+        concat,
+    }
+}
+
+/// One append of `bytes` at the upload's offset, the lock held throughout; `keep` bytes of it
+/// are written before the body "breaks" (all of them when `None`), and it is recorded unless
+/// `drop_it` (a checksum mismatch). Returns the tally after it.
+fn append(store: &dyn Store, key: &str, bytes: &[u8], keep: Option<usize>, drop_it: bool) -> Tally {
+    let lock = store.lock(key, LOCK_TIMEOUT).expect("lock");
+    let stored = store.load(key).expect("load").expect("started");
+    let tally = store.tally(key).expect("tally");
+    let mut writer = store
+        .open_piece(
+            &lock,
+            &stored,
+            Piece {
+                index: tally.present,
+                offset: tally.bytes,
+                len: Some(bytes.len() as u64),
+            },
+        )
+        .expect("open piece");
+    let kept = &bytes[..keep.unwrap_or(bytes.len())];
+    for part in kept.chunks(4096) {
+        writer.write(part).expect("write");
+    }
+    if drop_it {
+        drop(writer);
+        return store.tally(key).expect("tally");
+    }
+    match writer.commit(&lock, &stored, false).expect("commit") {
+        Recorded::Stored(tally) => tally,
+        other => panic!("append to {key}: {other:?}"),
+    }
+}
+
+/// tus appends: at the upload's offset, of every size, one dropped unrecorded (a checksum
+/// mismatch: the offset stays, the next append overwrites its bytes), one cut short (a broken
+/// connection: what arrived counts); the tally is the offset, and the upload assembles
+/// byte-identical.
+pub fn tus_appends(subject: Subject) {
+    let store = &*subject.store;
+    let data = bytes(20_000, 41);
+    let key = "tus-appends";
+    let lock = store.lock(key, LOCK_TIMEOUT).unwrap();
+    store
+        .start(
+            &lock,
+            &tus_info(key, Some(data.len() as u64), Default::default()),
+        )
+        .unwrap();
+    drop(lock);
+    let mut offset = 0usize;
+    for len in [1usize, 700, 4096, 3] {
+        let tally = append(store, key, &data[offset..offset + len], None, false);
+        offset += len;
+        assert_eq!(tally.bytes, offset as u64);
+    }
+    // Dropped: the offset stays, and garbage written in place never shows.
+    let garbage = bytes(5000, 42);
+    assert_eq!(
+        append(store, key, &garbage, None, true).bytes,
+        offset as u64
+    );
+    // Cut short after 1000 of 5000 bytes: those 1000 count.
+    let tally = append(store, key, &data[offset..offset + 5000], Some(1000), false);
+    offset += 1000;
+    assert_eq!(tally.bytes, offset as u64);
+    let tally = append(store, key, &data[offset..], None, false);
+    assert_eq!(tally.bytes, data.len() as u64);
+    let file = File {
+        key: key.to_owned(),
+        name: format!("{key}.bin"),
+        data,
+        chunk_size: 1,
+        count: tally.present,
+    };
+    assemble_and_check(&subject, &file);
+}
+
+/// tus `creation-defer-length`: an upload started without a size is given one after some
+/// appends ([`Store::declare_size`]); a store that cannot says so.
+pub fn tus_declared_size(subject: Subject) {
+    let store = &*subject.store;
+    let key = "tus-declared";
+    let lock = store.lock(key, LOCK_TIMEOUT).unwrap();
+    store
+        .start(&lock, &tus_info(key, None, Default::default()))
+        .unwrap();
+    if !store.capabilities().declare_size {
+        assert!(matches!(
+            store.declare_size(&lock, 10),
+            Err(Error::Unsupported { .. })
+        ));
+        return;
+    }
+    drop(lock);
+    let data = bytes(9000, 43);
+    append(store, key, &data[..3000], None, false);
+    let lock = store.lock(key, LOCK_TIMEOUT).unwrap();
+    let stored = store.declare_size(&lock, data.len() as u64).unwrap();
+    assert_eq!(stored.upload.total_size, Some(data.len() as u64));
+    drop(lock);
+    assert_eq!(
+        store.load(key).unwrap().unwrap().upload.total_size,
+        Some(data.len() as u64)
+    );
+    let tally = append(store, key, &data[3000..], None, false);
+    let file = File {
+        key: key.to_owned(),
+        name: format!("{key}.bin"),
+        data,
+        chunk_size: 1,
+        count: tally.present,
+    };
+    assemble_and_check(&subject, &file);
+}
+
+/// tus `concatenation`: an upload made of three finished partial uploads
+/// ([`Store::concatenate`]) holds their bytes in order, one piece each, and assembles
+/// byte-identical; the parts stay as they were. A store that cannot says so.
+pub fn tus_concatenation(subject: Subject) {
+    use crate::upload::Concat;
+    let store = &*subject.store;
+    let parts: Vec<(String, Vec<u8>)> = [3000usize, 0, 7001]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| (format!("tus-part-{i}"), bytes(len, 50 + i as u64)))
+        .collect();
+    for (key, data) in &parts {
+        let lock = store.lock(key, LOCK_TIMEOUT).unwrap();
+        store
+            .start(
+                &lock,
+                &tus_info(key, Some(data.len() as u64), Concat::Partial),
+            )
+            .unwrap();
+        drop(lock);
+        if !data.is_empty() {
+            append(store, key, data, None, false);
+        }
+    }
+    let total: Vec<u8> = parts.iter().flat_map(|(_, d)| d.clone()).collect();
+    let key = "tus-final";
+    let ids = parts.iter().map(|(k, _)| k.clone()).collect();
+    let lock = store.lock(key, LOCK_TIMEOUT).unwrap();
+    let stored = store
+        .start(
+            &lock,
+            &tus_info(key, Some(total.len() as u64), Concat::Final(ids)),
+        )
+        .unwrap();
+    let locks: Vec<(UploadLock, Stored)> = parts
+        .iter()
+        .map(|(k, _)| {
+            let l = store.lock(k, LOCK_TIMEOUT).unwrap();
+            let s = store.load(k).unwrap().unwrap();
+            (l, s)
+        })
+        .collect();
+    let refs: Vec<(&UploadLock, &Stored)> = locks.iter().map(|(l, s)| (l, s)).collect();
+    if !store.capabilities().concatenate {
+        assert!(matches!(
+            store.concatenate(&lock, &stored, &refs),
+            Err(Error::Unsupported { .. })
+        ));
+        return;
+    }
+    let tally = store.concatenate(&lock, &stored, &refs).unwrap();
+    assert_eq!(
+        tally,
+        Tally {
+            present: 3,
+            bytes: total.len() as u64
+        }
+    );
+    drop(refs);
+    drop(locks);
+    drop(lock);
+    for (k, d) in &parts {
+        assert_eq!(store.tally(k).unwrap().bytes, d.len() as u64, "{k} stays");
+    }
+    let file = File {
+        key: key.to_owned(),
+        name: format!("{key}.bin"),
+        data: total,
+        chunk_size: 1,
+        count: 3,
+    };
+    assemble_and_check(&subject, &file);
+}
+
+/// The lock taken over: a request waiting in [`Store::lock_taking_over`] (on another instance,
+/// when there is one) makes [`Store::release_asked`] true for the holder, which gives the lock
+/// up; the new holder is not asked. A store without takeover only waits.
+pub fn tus_lock_takeover(subject: Subject) {
+    let store = Arc::clone(&subject.store);
+    let other = subject
+        .another
+        .clone()
+        .unwrap_or_else(|| Arc::clone(&store));
+    let key = "tus-takeover";
+    let lock = store.lock(key, LOCK_TIMEOUT).unwrap();
+    store
+        .start(&lock, &tus_info(key, Some(1), Default::default()))
+        .unwrap();
+    assert!(!store.release_asked(key).unwrap());
+    let waiting = thread::spawn(move || {
+        let lock = other
+            .lock_taking_over(key, LOCK_TIMEOUT)
+            .expect("the lock, in time");
+        let asked = other.release_asked(key).expect("release_asked");
+        (lock.key().to_owned(), asked)
+    });
+    if store.capabilities().lock_takeover {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !store.release_asked(key).unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never asked to give the lock up"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    } else {
+        thread::sleep(Duration::from_millis(50));
+    }
+    drop(lock);
+    let (taken, asked) = waiting.join().expect("the waiting thread");
+    assert_eq!(taken, key);
+    assert!(
+        !asked,
+        "the new holder is not asked to give up its own lock"
+    );
 }

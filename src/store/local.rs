@@ -30,6 +30,9 @@ use crate::upload::{Location, UploadInfo};
 const LAYOUT: u32 = 2;
 /// The folder for bodies adapters stage before knowing their upload.
 const INCOMING_DIR: &str = ".incoming";
+/// Another request asks the holder of the upload's lock to give it up (see
+/// [`Store::lock_taking_over`]).
+const RELEASE: &str = "release";
 /// Uploads being removed are renamed to this prefix first.
 const TRASH_PREFIX: &str = ".trash-";
 /// A staging file that nobody holds locked and that has not changed for this long is a crashed
@@ -52,6 +55,7 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 ///                           of an assembled upload): compared with the stored bytes at commit
 ///     assembling.json       an assembly in progress: what it publishes, where
 ///     assembled.json        the marker: this upload was assembled, to this path
+///     release               another request asks the lock's holder to give it up (tus)
 /// ```
 ///
 /// A piece's bytes go straight to their offset in `data`, by the one request that holds the
@@ -300,6 +304,9 @@ impl Store for LocalStore {
             shared_between_processes: true,
             shared_between_hosts: false,
             zero_copy_assembly: true,
+            declare_size: true,
+            concatenate: true,
+            lock_takeover: true,
         }
     }
 
@@ -661,6 +668,109 @@ impl Store for LocalStore {
             }
         }
         Ok(activity)
+    }
+
+    fn declare_size(&self, lock: &UploadLock, size: u64) -> Result<Stored> {
+        let inner = &self.inner;
+        let key = lock.key();
+        let dir = inner.dir(key);
+        let path = dir.join("upload.json");
+        let Some(mut description) = read_json::<Description>(&path, "description", key)? else {
+            return Err(Error::Restarted {
+                identifier: key.to_owned(),
+            });
+        };
+        let data = inner.data(key);
+        // The data file ends where the upload does (bytes past it are of appends that were
+        // never recorded).
+        open_rw(&data)
+            .and_then(|file| file.set_len(size))
+            .ctx("size data file", &data)?;
+        description.upload.total_size = Some(size);
+        write_json(&path, &description, false)?;
+        self.load(key)?.ok_or_else(|| Error::Restarted {
+            identifier: key.to_owned(),
+        })
+    }
+
+    fn concatenate(
+        &self,
+        lock: &UploadLock,
+        upload: &Stored,
+        parts: &[(&UploadLock, &Stored)],
+    ) -> Result<Tally> {
+        let inner = &self.inner;
+        let key = lock.key();
+        let data_path = inner.data(key);
+        let data = open_rw(&data_path).ctx("open data file", &data_path)?;
+        let mut offset = 0u64;
+        let mut tally = inner.tally(key)?;
+        for (index, (part_lock, part)) in parts.iter().enumerate() {
+            let part_key = part_lock.key();
+            debug_assert_eq!(part_key, part.upload.key);
+            let bytes = inner.tally(part_key)?.bytes;
+            let source_path = inner.data(part_key);
+            let source = open_read(&source_path).ctx("open data file", &source_path)?;
+            let available = source.metadata().ctx("stat data file", &source_path)?.len();
+            if available < bytes {
+                return Err(Error::SizeMismatch {
+                    key: part_key.to_owned(),
+                    expected: bytes,
+                    actual: available,
+                });
+            }
+            let mut target = &data;
+            target
+                .seek(SeekFrom::Start(offset))
+                .ctx("seek data file", &data_path)?;
+            // A kernel copy (copy_file_range), which XFS and btrfs make a reflink.
+            let copied =
+                io::copy(&mut source.take(bytes), &mut target).ctx("copy part into", &data_path)?;
+            if copied != bytes {
+                return Err(Error::SizeMismatch {
+                    key: part_key.to_owned(),
+                    expected: bytes,
+                    actual: copied,
+                });
+            }
+            tally = inner.record(key, index as u64, bytes)?;
+            offset += bytes;
+        }
+        if upload.upload.total_size.is_some_and(|size| size != offset) {
+            return Err(Error::SizeMismatch {
+                key: key.to_owned(),
+                expected: upload.upload.total_size.unwrap_or(0),
+                actual: offset,
+            });
+        }
+        Ok(tally)
+    }
+
+    fn lock_taking_over(&self, key: &str, timeout: Duration) -> Result<UploadLock> {
+        let release = self.inner.dir(key).join(RELEASE);
+        let lock = match lock(&self.inner, key, Duration::ZERO, true) {
+            Ok(lock) => lock.expect("created on demand"),
+            Err(Error::Busy { .. }) => {
+                // Ask the holder (its poll sees the file), then wait for it.
+                no_follow(OpenOptions::new().create(true).truncate(false).write(true))
+                    .open(&release)
+                    .ctx("ask for the lock of", &release)?;
+                lock(&self.inner, key, timeout, true)?.expect("created on demand")
+            }
+            Err(e) => return Err(e),
+        };
+        // Ours now: a request for it made before we held it is not for us.
+        remove_if_exists(&release)?;
+        Ok(lock)
+    }
+
+    fn release_asked(&self, key: &str) -> Result<bool> {
+        let release = self.inner.dir(key).join(RELEASE);
+        match fs::symlink_metadata(&release) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("look for a request for the lock of", &release, e)),
+        }
     }
 
     fn incoming(&self) -> Result<NamedTempFile> {

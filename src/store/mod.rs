@@ -237,6 +237,15 @@ pub struct Capabilities {
     pub shared_between_hosts: bool,
     /// Assembly publishes the stored bytes without copying them.
     pub zero_copy_assembly: bool,
+    /// [`Store::declare_size`] works: an upload started without a size can be given one
+    /// (tus `creation-defer-length`).
+    pub declare_size: bool,
+    /// [`Store::concatenate`] works: an upload can be made of other uploads (tus
+    /// `concatenation`).
+    pub concatenate: bool,
+    /// [`Store::lock_taking_over`] asks the holder to give the lock up, and
+    /// [`Store::release_asked`] tells a holder so.
+    pub lock_takeover: bool,
 }
 
 impl Capabilities {
@@ -246,6 +255,9 @@ impl Capabilities {
             shared_between_processes: value,
             shared_between_hosts: value,
             zero_copy_assembly: value,
+            declare_size: value,
+            concatenate: value,
+            lock_takeover: value,
         }
     }
 }
@@ -266,7 +278,12 @@ impl Capabilities {
 /// - discarding an upload and listing uploads for the sweep and for quota seeding.
 ///
 /// A piece is an indexed chunk written at its byte offset (the widgets), or an append at the
-/// upload's current offset (tus). Stores in this crate:
+/// upload's current offset (tus: piece `n` is the upload's `n`-th append, written under the
+/// upload's lock held from its first byte to its last; the offset is the bytes recorded).
+/// tus also asks a store for [`declare_size`](Store::declare_size),
+/// [`concatenate`](Store::concatenate) and a lock that can be taken over
+/// ([`lock_taking_over`](Store::lock_taking_over)); each has a default for stores that cannot.
+/// Stores in this crate:
 ///
 /// | store | a piece is written as | assembly |
 /// |---|---|---|
@@ -380,6 +397,66 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// # Errors
     /// Storage failures.
     fn inspect(&self, lock: &UploadLock) -> Result<Activity>;
+
+    /// Gives an upload started without a size (`total_size: None`) its size, once the client
+    /// knows it (lock held; `size` is at least the bytes recorded): from now on the upload is
+    /// complete when its pieces hold `size` bytes. Returns what is stored. The default says the
+    /// store cannot ([`Capabilities::declare_size`] is then false).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) by default; storage failures.
+    fn declare_size(&self, lock: &UploadLock, size: u64) -> Result<Stored> {
+        let _ = (lock, size);
+        Err(crate::Error::Unsupported {
+            operation: "declare an upload's size after it started",
+        })
+    }
+
+    /// Fills `upload` (lock held, started with the parts' total size, nothing recorded yet) with
+    /// the bytes of `parts`, in order, each one piece: the tus `concatenation` extension. Every
+    /// part is complete and locked by the caller, and stays as it is. A store copies as little
+    /// as it can (the local store: a kernel copy, which XFS and btrfs turn into shared extents;
+    /// an object store: server-side part copies). Returns the upload's tally. The default says
+    /// the store cannot ([`Capabilities::concatenate`] is then false).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) by default;
+    /// [`Error::SizeMismatch`](crate::Error::SizeMismatch) when a part holds fewer bytes than
+    /// its tally says; storage failures.
+    fn concatenate(
+        &self,
+        lock: &UploadLock,
+        upload: &Stored,
+        parts: &[(&UploadLock, &Stored)],
+    ) -> Result<Tally> {
+        let _ = (lock, upload, parts);
+        Err(crate::Error::Unsupported {
+            operation: "make an upload of other uploads",
+        })
+    }
+
+    /// Takes the lock of upload `key` like [`lock`](Self::lock), first asking its holder, if
+    /// any, to give it up: a holder that polls [`release_asked`](Self::release_asked) (a tus
+    /// append whose client may be gone) commits what it has and gives it up, so a client
+    /// resuming after a broken connection does not wait for the server to notice. The default
+    /// only waits ([`Capabilities::lock_takeover`] is then false).
+    ///
+    /// # Errors
+    /// [`Error::Busy`](crate::Error::Busy) when it is not free in time.
+    fn lock_taking_over(&self, key: &str, timeout: Duration) -> Result<UploadLock> {
+        self.lock(key, timeout)
+    }
+
+    /// Whether another request asked for the lock of upload `key`
+    /// ([`lock_taking_over`](Self::lock_taking_over)), which the caller holds. Cheap enough to
+    /// poll a few times a second. The default never says so.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn release_asked(&self, key: &str) -> Result<bool> {
+        let _ = key;
+        Ok(false)
+    }
 
     /// A new file for a request body that arrives before the parameters naming its upload (a
     /// multipart form whose file part comes first). It stays locked while the request holds it,

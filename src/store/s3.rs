@@ -1017,6 +1017,9 @@ impl Store for S3Store {
             shared_between_processes: true,
             shared_between_hosts: true,
             zero_copy_assembly: false,
+            declare_size: true,
+            concatenate: false,
+            lock_takeover: false,
         }
     }
 
@@ -1233,6 +1236,30 @@ impl Store for S3Store {
             .filter_map(|p| p.filename().map(str::to_owned))
             .filter(|name| !name.starts_with('.'))
             .collect())
+    }
+
+    fn declare_size(&self, lock: &UploadLock, size: u64) -> Result<Stored> {
+        let key = lock.key();
+        let held = self.inner.held(key)?;
+        let mut state = self.inner.snapshot(&held)?;
+        let generation = state
+            .generation
+            .as_mut()
+            .ok_or_else(|| Self::no_upload(key))?;
+        if generation.upload.total_size.is_none() {
+            if size < generation.tally.bytes || size.div_ceil(generation.part_size) > MAX_PARTS {
+                return Err(Error::TooLarge {
+                    limit_kind: Limit::FileSize,
+                    value: size,
+                    limit: generation.part_size * MAX_PARTS,
+                });
+            }
+            generation.upload.total_size = Some(size);
+            generation.end = Some(size);
+        }
+        let stored = generation.stored();
+        self.inner.write(key, &held, state)?;
+        Ok(stored)
     }
 
     fn inspect(&self, lock: &UploadLock) -> Result<Activity> {
@@ -1506,7 +1533,12 @@ impl PieceWriter for StagingWriter {
         let Some(generation) = state.generation.as_mut() else {
             return Ok(Recorded::Stale);
         };
-        if generation.part_size != self.part_size || geometry(&generation.upload) != self.geometry {
+        let (total, chunk_size, chunks) = geometry(&generation.upload);
+        let same_geometry = chunk_size == self.geometry.1
+            && chunks == self.geometry.2
+            // A size declared since the piece was opened (tus) is the same upload.
+            && (self.geometry.0.is_none() || total == self.geometry.0);
+        if generation.part_size != self.part_size || !same_geometry {
             return Ok(Recorded::Stale);
         }
         self.flush()?;

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use chunked_upload::adapter::{SessionKey, Sessions};
 use chunked_upload::conformance::Target;
+use chunked_upload::conformance::tus::TusTarget;
 use chunked_upload::{Config, ConflictPolicy, Uploads, sanitize_filename};
 use reqwest::blocking::{Client, Response, multipart};
 use serde_json::Value;
@@ -49,6 +50,8 @@ pub struct Setup {
     pub sessions: Sessions,
     pub listener: TcpListener,
     pub target: Target,
+    /// The tus endpoint at `/tus/` (the `x-scope` header), over [`Setup::uploads`].
+    pub tus: TusTarget,
     /// What the scope checks need.
     pub checks: Checks,
 }
@@ -125,7 +128,8 @@ pub fn setup(name: &str) -> Setup {
         .set_nonblocking(true)
         .expect("non-blocking listener");
     let addr = listener.local_addr().expect("the listener's address");
-    let target = Target::new(format!("http://{addr}/upload"), files, MAX_CHUNK_SIZE);
+    let target = Target::new(format!("http://{addr}/upload"), &files, MAX_CHUNK_SIZE);
+    let tus = TusTarget::new(format!("http://{addr}/tus/"), &files, "x-scope");
     Setup {
         uploads,
         shared: Uploads::new(shared).expect("uploads"),
@@ -133,6 +137,7 @@ pub fn setup(name: &str) -> Setup {
         sessions: sessions.clone(),
         listener,
         target,
+        tus,
         checks: Checks {
             origin: format!("http://{addr}"),
             root,

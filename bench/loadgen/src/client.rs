@@ -322,6 +322,129 @@ fn file_slice(
     })
 }
 
+/// A tus upload (as tus-js-client sends one with `chunkSize` set): `POST` to create it, then
+/// `PATCH`es of `chunk_size` bytes one after the other, each streamed from the file.
+pub struct TusUpload {
+    /// The creation endpoint: `http://127.0.0.1:PORT/tus/`.
+    pub endpoint: String,
+    pub file: Arc<File>,
+    pub total: u64,
+    pub chunk_size: u64,
+    pub filename: String,
+}
+
+impl TusUpload {
+    /// Creates the upload and appends every byte; the timed part is all of it.
+    pub async fn run(&self, client: &reqwest::Client) -> io::Result<FlowOutcome> {
+        let started = Instant::now();
+        let fail = |what: &str, status: reqwest::StatusCode, text: String| {
+            io::Error::other(format!("{what}: HTTP {status}: {text}"))
+        };
+        let metadata = format!("filename {}", base64_encode(self.filename.as_bytes()));
+        let created = client
+            .post(&self.endpoint)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", self.total)
+            .header("Upload-Metadata", metadata)
+            .send()
+            .await
+            .map_err(io::Error::other)?;
+        let status = created.status();
+        let location = created
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if status != 201 {
+            return Err(fail(
+                "create",
+                status,
+                created.text().await.unwrap_or_default(),
+            ));
+        }
+        let location = location.ok_or_else(|| io::Error::other("create: no Location"))?;
+        let origin_end = self.endpoint[8..]
+            .find('/')
+            .map_or(self.endpoint.len(), |i| i + 8);
+        let url = format!("{}{location}", &self.endpoint[..origin_end]);
+        let mut outcome = FlowOutcome {
+            requests: 1,
+            ..FlowOutcome::default()
+        };
+        let mut times = Vec::new();
+        let mut offset = 0u64;
+        while offset < self.total {
+            let len = self.chunk_size.min(self.total - offset);
+            let took = Instant::now();
+            let r = client
+                .patch(&url)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Offset", offset)
+                .header(CONTENT_TYPE, "application/offset+octet-stream")
+                .header(CONTENT_LENGTH, len)
+                .body(reqwest::Body::wrap_stream(file_slice(
+                    self.file.clone(),
+                    offset,
+                    len,
+                )))
+                .send()
+                .await
+                .map_err(io::Error::other)?;
+            outcome.requests += 1;
+            let status = r.status();
+            let new_offset = r
+                .headers()
+                .get("upload-offset")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if status != 204 {
+                return Err(fail("append", status, r.text().await.unwrap_or_default()));
+            }
+            if new_offset != Some(offset + len) {
+                return Err(io::Error::other(format!(
+                    "append at {offset}: Upload-Offset {new_offset:?}, expected {}",
+                    offset + len
+                )));
+            }
+            offset += len;
+            if offset == self.total {
+                outcome.final_request = took.elapsed();
+                outcome.assembled = Some((self.filename.clone(), self.total));
+                outcome.assembled_responses = 1;
+            } else {
+                times.push(took.elapsed());
+            }
+        }
+        outcome.elapsed = started.elapsed();
+        times.sort();
+        outcome.chunk_p50 = times.get(times.len() / 2).copied().unwrap_or_default();
+        outcome.chunk_max = times.last().copied().unwrap_or_default();
+        Ok(outcome)
+    }
+}
+
+/// Standard base64 with padding (for `Upload-Metadata`).
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// What the plain upload took.
 #[derive(Debug, Clone, Default)]
 pub struct PlainOutcome {
@@ -366,6 +489,15 @@ pub async fn plain_upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"bench.bin"), "YmVuY2guYmlu");
+    }
 
     #[test]
     fn flowjs_chunking() {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use client::{FlowUpload, Mode};
+use client::{FlowUpload, Mode, TusUpload};
 use procs::Server;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -74,14 +74,18 @@ struct RunArgs {
     /// Chunk requests in flight at once.
     #[arg(long, default_value_t = 3)]
     concurrency: usize,
-    /// Scenarios to run, comma-separated: plain, chunked, python, memory, s3 (three example
-    /// servers sharing one bucket of a local s3s-fs, chunks spread over them round-robin).
+    /// Scenarios to run, comma-separated: plain, chunked, tus, python, memory, s3 (three
+    /// example servers sharing one bucket of a local s3s-fs, chunks spread over them
+    /// round-robin).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "plain,chunked,python,memory"
+        default_value = "plain,chunked,tus,python,memory"
     )]
     scenarios: Vec<String>,
+    /// Size of each tus PATCH (tus-js-client's chunkSize) in the tus scenario.
+    #[arg(long, value_parser = parse_size, default_value = "8MiB")]
+    tus_chunk_size: u64,
     /// A smoke run: a 64 MiB file (unless --size says otherwise).
     #[arg(long)]
     quick: bool,
@@ -184,7 +188,8 @@ mod tests {
     fn scenario_names() {
         assert_eq!(Scenario::parse("chunked-upload"), Ok(Scenario::Chunked));
         assert_eq!(Scenario::parse("flowjs"), Ok(Scenario::Python));
-        assert!(Scenario::parse("tus").is_err());
+        assert_eq!(Scenario::parse("tus"), Ok(Scenario::Tus));
+        assert!(Scenario::parse("ftp").is_err());
     }
 }
 
@@ -192,6 +197,7 @@ mod tests {
 enum Scenario {
     Plain,
     Chunked,
+    Tus,
     Python,
     Memory,
     S3,
@@ -201,12 +207,13 @@ impl Scenario {
     fn parse(name: &str) -> Result<Scenario, String> {
         match name.trim().to_ascii_lowercase().as_str() {
             "plain" | "baseline" => Ok(Scenario::Plain),
-            "chunked" | "chunked-upload" | "ours" => Ok(Scenario::Chunked),
+            "chunked" | "chunked-upload" | "ours" | "flow" => Ok(Scenario::Chunked),
+            "tus" => Ok(Scenario::Tus),
             "python" | "flowjs" | "python-flowjs" => Ok(Scenario::Python),
             "memory" | "mem" => Ok(Scenario::Memory),
             "s3" | "bucket" => Ok(Scenario::S3),
             other => Err(format!(
-                "unknown scenario {other:?} (plain, chunked, python, memory, s3)"
+                "unknown scenario {other:?} (plain, chunked, tus, python, memory, s3)"
             )),
         }
     }
@@ -342,9 +349,12 @@ fn run(args: RunArgs) -> io::Result<ExitCode> {
         .tempdir_in(&scratch)?;
     let run_dir = run_tmp.path().to_owned();
 
-    let needs_ours = scenarios
-        .iter()
-        .any(|s| matches!(s, Scenario::Chunked | Scenario::Memory | Scenario::S3));
+    let needs_ours = scenarios.iter().any(|s| {
+        matches!(
+            s,
+            Scenario::Chunked | Scenario::Tus | Scenario::Memory | Scenario::S3
+        )
+    });
     if needs_ours && !server_path.is_file() {
         return Err(io::Error::other(format!(
             "the example server is not at {} (build it: cargo build --release --example server --features axum; or pass --server)",
@@ -396,6 +406,7 @@ fn run(args: RunArgs) -> io::Result<ExitCode> {
             let outcome = match scenario {
                 Scenario::Plain => run_plain(&ctx, rep),
                 Scenario::Chunked => run_chunked(&ctx, rep),
+                Scenario::Tus => run_tus(&ctx, rep),
                 Scenario::Python => run_python(&mut ctx, rep),
                 Scenario::Memory => run_memory(&ctx, rep),
                 Scenario::S3 => run_s3(&ctx, rep),
@@ -706,6 +717,57 @@ fn run_s3(ctx: &Ctx, rep: usize) -> Result<Measure, Failure> {
     m
 }
 
+/// The same bytes through tus: one `POST /tus/`, then `PATCH`es of `--tus-chunk-size` one after
+/// the other (tus appends are sequential), to a fresh example server.
+fn run_tus(ctx: &Ctx, rep: usize) -> Result<Measure, Failure> {
+    let dir = ctx.run_dir.join(format!("tus-{rep}"));
+    let server = our_server(ctx, &dir, &ctx.run_dir.join(format!("tus-{rep}.log")))?;
+    let client = client::client();
+    let upload = TusUpload {
+        endpoint: format!("{}/tus/", server.base),
+        file: ctx.data.clone(),
+        total: ctx.size,
+        chunk_size: ctx.args.tus_chunk_size,
+        filename: FILENAME.to_owned(),
+    };
+    let attached = match &ctx.args.attach {
+        Some(cmd) => Some(procs::Attached::start(cmd, server.pid).map_err(setup("--attach"))?),
+        None => None,
+    };
+    let (cpu0, self0, idle) = (
+        server.cpu_seconds(),
+        procs::self_cpu_seconds(),
+        server.rss(),
+    );
+    let sampler = server.sample_rss();
+    let outcome = ctx.runtime.block_on(upload.run(&client));
+    let sampled = sampler.finish();
+    if let Some(attached) = attached {
+        attached.stop();
+    }
+    let m = Measure {
+        bytes: ctx.size,
+        peak_rss: server.peak_rss().max(sampled.max_rss),
+        idle_rss: idle,
+        max_threads: sampled.max_threads,
+        server_cpu: server.cpu_seconds() - cpu0,
+        client_cpu: procs::self_cpu_seconds() - self0,
+        ..Measure::default()
+    };
+    drop(server);
+    let outcome = outcome.map_err(broken("tus upload"))?;
+    verify(&dir.join(FILENAME), &ctx.data_sha, ctx.size)?;
+    let _ = fs::remove_dir_all(&dir);
+    Ok(Measure {
+        seconds: outcome.elapsed.as_secs_f64(),
+        requests: outcome.requests,
+        final_request: outcome.final_request.as_secs_f64(),
+        chunk_p50: outcome.chunk_p50.as_secs_f64(),
+        chunk_max: outcome.chunk_max.as_secs_f64(),
+        ..m
+    })
+}
+
 fn run_python(ctx: &mut Ctx, rep: usize) -> Result<Measure, Failure> {
     let base = ctx.run_dir.join(format!("python-{rep}"));
     let (dest, temp, tmp) = (base.join("files"), base.join("chunks"), base.join("tmp"));
@@ -991,6 +1053,49 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                 rows.push(Row { cells });
                 notes.push(flow_note("chunked-upload", &m, spread));
             }
+            Scenario::Tus => {
+                let name = format!("tus, {} PATCHes (ours)", human(a.tus_chunk_size));
+                if let Some(row) = failed(&name, r) {
+                    rows.push(row);
+                    continue;
+                }
+                let m = r.median().unwrap();
+                let mut cells = base_cells(&name, &m, ratio(&m));
+                let verdict = match &ours {
+                    Some(o) => {
+                        let ahead = o.seconds / m.seconds;
+                        let word = if m.seconds <= o.seconds {
+                            "met"
+                        } else {
+                            "MISSED"
+                        };
+                        format!("{word}: {ahead:.2}x the flow.js route's speed")
+                    }
+                    None => "n/a (chunked not run)".to_owned(),
+                };
+                cells.extend(["<= flow.js route time".to_owned(), verdict]);
+                rows.push(Row { cells });
+                let mut note = format!(
+                    "tus: {} requests (1 POST, then PATCHes in order), PATCH p50 {:.1} ms / max {:.1} ms; the last PATCH (its bytes + assembly) {:.2} s",
+                    m.requests,
+                    m.chunk_p50 * 1000.0,
+                    m.chunk_max * 1000.0,
+                    m.final_request
+                );
+                if let Some(o) = &ours {
+                    note.push_str(&format!(
+                        "; side by side: flow.js route {:.2} s ({:.1} MiB/s), tus {:.2} s ({:.1} MiB/s)",
+                        o.seconds,
+                        o.bytes as f64 / MIB / o.seconds,
+                        m.seconds,
+                        m.bytes as f64 / MIB / m.seconds
+                    ));
+                }
+                if let Some((lo, hi)) = spread {
+                    note.push_str(&format!("; runs {lo:.2}-{hi:.2} s"));
+                }
+                notes.push(note);
+            }
             Scenario::Python => {
                 let name = "python flowjs 0.1.1 (peer)";
                 if let Some(row) = failed(name, r) {
@@ -1176,6 +1281,7 @@ fn json_report(ctx: &Ctx, results: &[(Scenario, Results)]) -> serde_json::Value 
         "load_averages": ctx.loads,
         "size": ctx.size,
         "chunk_size": ctx.args.chunk_size,
+        "tus_chunk_size": ctx.args.tus_chunk_size,
         "concurrency": ctx.args.concurrency,
         "mode": ctx.args.mode,
         "chunked_upload": {"version": crate_version(), "git": git_commit()},

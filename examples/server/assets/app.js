@@ -7,6 +7,11 @@
  * the file identifier is deterministic, re-adding a file after a reload skips
  * every chunk the server already has, so the upload resumes.
  *
+ * Or tus 1.0 (the "Protocol" setting, or `?protocol=tus`): `POST /tus/`
+ * creates the upload, `HEAD` asks its offset, `PATCH` appends one chunk at a
+ * time; the upload's URL is kept in localStorage, so re-adding the file after
+ * a reload resumes at the server's offset.
+ *
  * Layout of this file:
  *   1. Constants and small utilities (formatting, parsing)
  *   2. Settings (query string + the "Advanced settings" form)
@@ -32,6 +37,7 @@
   /** Endpoints, relative so the page also works behind a path prefix. */
   const ENDPOINTS = Object.freeze({
     upload: 'upload',
+    tus: 'tus/',
     files: 'files',
     progressEvents: 'progress/events',
   });
@@ -181,12 +187,19 @@
       this.chunkSize = parseIntParam(params.get('chunkSize'), DEFAULT_CHUNK_SIZE, 1, MAX_CHUNK_SIZE);
       /** Maximum number of chunk requests in flight, all files together. */
       this.parallel = parseIntParam(params.get('parallel'), DEFAULT_PARALLEL, 1, MAX_PARALLEL);
+      /** 'flow' (chunks in parallel) or 'tus' (appends in order), for files added from now on. */
+      this.protocol = params.get('protocol') === 'tus' ? 'tus' : 'flow';
     }
 
-    /** Binds the two inputs of the settings form; `onChange` gets the setting name. */
-    bind(chunkInput, parallelInput, onChange) {
+    /** Binds the inputs of the settings form; `onChange` gets the setting name. */
+    bind(chunkInput, parallelInput, protocolInput, onChange) {
       chunkInput.value = String(this.chunkSize / KIB);
       parallelInput.value = String(this.parallel);
+      protocolInput.value = this.protocol;
+      protocolInput.addEventListener('change', () => {
+        this.protocol = protocolInput.value === 'tus' ? 'tus' : 'flow';
+        onChange('protocol');
+      });
 
       chunkInput.addEventListener('change', () => {
         const bytes = Math.round(Number(chunkInput.value) * KIB);
@@ -367,6 +380,136 @@
     },
   };
 
+  /*
+   * tus 1.0: one request at a time per file. `test` finds the upload (the URL
+   * kept in localStorage, then HEAD) or creates it (POST), and learns the
+   * server's offset; `upload` appends the next chunk at that offset (PATCH).
+   * Result objects as above, plus `stored` meaning "appended, more to send".
+   */
+  const TUS_HEADERS = Object.freeze({ 'Tus-Resumable': '1.0.0' });
+  const tusKey = (upload) => `chunked-upload:tus:${upload.identifier}`;
+
+  function tusMetadata(upload) {
+    const b64 = (text) => btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+    const pairs = [['filename', upload.name], ['relativePath', upload.relativePath]];
+    if (upload.file.type) pairs.push(['filetype', upload.file.type]);
+    return pairs.map(([key, value]) => `${key} ${b64(value)}`).join(',');
+  }
+
+  /** Turns a tus answer into a result object (after the offset was read from it). */
+  function classifyTus(upload, status, bodyText, retryAfterHeader) {
+    const message = (bodyText || '').trim().slice(0, 200) || describeStatus(status);
+    if (status === 409 || status === 460) {
+      upload.tusOffsetKnown = false; // ask the server (HEAD) before sending again
+      return { type: 'retry', message, retryAfterMs: 0 };
+    }
+    if (status === 404 || status === 410) {
+      // Gone (expired, or removed): start over with a new upload.
+      upload.forgetTus();
+      return { type: 'retry', message: 'The upload expired on the server; starting over', retryAfterMs: 0 };
+    }
+    if (status === 0 || status === 408 || status === 423 || status === 429 || status >= 500) {
+      upload.tusOffsetKnown = false;
+      return { type: 'retry', message, retryAfterMs: parseRetryAfter(retryAfterHeader) };
+    }
+    return { type: 'fatal', message };
+  }
+
+  const tusTransport = {
+    async test(upload, number, signal) {
+      const request = (method, url, headers) =>
+        fetch(url, { method, credentials: 'same-origin', cache: 'no-store', headers: { ...TUS_HEADERS, ...headers }, signal });
+      try {
+        if (!upload.tusUrl) upload.tusUrl = localStorage.getItem(tusKey(upload));
+        if (upload.tusUrl) {
+          const head = await request('HEAD', upload.tusUrl, {});
+          if (head.status === 200 || head.status === 204) {
+            upload.setTusOffset(Number.parseInt(head.headers.get('Upload-Offset'), 10));
+            if (upload.tusOffset === upload.size) return { type: 'assembled', file: { name: upload.name } };
+            return { type: 'absent' };
+          }
+          if (head.status !== 404 && head.status !== 410 && head.status !== 403) {
+            return classifyTus(upload, head.status, '', head.headers.get('Retry-After'));
+          }
+          upload.forgetTus(); // gone: create a new one
+        }
+        const created = await request('POST', ENDPOINTS.tus, {
+          'Upload-Length': String(upload.size),
+          'Upload-Metadata': tusMetadata(upload),
+        });
+        const text = await created.text();
+        const location = created.headers.get('Location');
+        if (created.status !== 201 || !location) return classifyTus(upload, created.status, text, created.headers.get('Retry-After'));
+        upload.tusUrl = new URL(location, new URL(ENDPOINTS.tus, window.location.href)).pathname;
+        try {
+          localStorage.setItem(tusKey(upload), upload.tusUrl);
+        } catch {
+          // Private mode: the upload still works, it just cannot resume after a reload.
+        }
+        upload.setTusOffset(0);
+        if (upload.size === 0) return { type: 'assembled', file: { name: upload.name } };
+        return { type: 'absent' };
+      } catch {
+        return signal.aborted ? ABORTED : NETWORK_ERROR;
+      }
+    },
+
+    async upload(upload, number, signal, onProgress) {
+      if (!upload.tusUrl || !upload.tusOffsetKnown) {
+        const found = await this.test(upload, number, signal);
+        if (found.type !== 'absent') return found;
+      }
+      const { start, end } = upload.range(number);
+      return new Promise((resolve) => {
+        if (signal.aborted) {
+          resolve(ABORTED);
+          return;
+        }
+        const xhr = new XMLHttpRequest();
+        const onAbortSignal = () => xhr.abort();
+        const finish = (result) => {
+          signal.removeEventListener('abort', onAbortSignal);
+          resolve(result);
+        };
+        xhr.open('PATCH', upload.tusUrl);
+        xhr.setRequestHeader('Tus-Resumable', '1.0.0');
+        xhr.setRequestHeader('Upload-Offset', String(start));
+        xhr.setRequestHeader('Content-Type', 'application/offset+octet-stream');
+        xhr.upload.addEventListener('progress', (event) => {
+          if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
+        });
+        xhr.addEventListener('load', () => {
+          if (xhr.status === 204) {
+            upload.setTusOffset(Number.parseInt(xhr.getResponseHeader('Upload-Offset'), 10));
+            if (upload.tusOffset === upload.size) finish({ type: 'assembled', file: { name: upload.name } });
+            else finish({ type: 'stored' });
+            return;
+          }
+          finish(classifyTus(upload, xhr.status, xhr.responseText, xhr.getResponseHeader('Retry-After')));
+        });
+        const broken = () => {
+          upload.tusOffsetKnown = false; // part of the body may have been kept
+          finish(NETWORK_ERROR);
+        };
+        xhr.addEventListener('error', broken);
+        xhr.addEventListener('timeout', broken);
+        xhr.addEventListener('abort', () => {
+          upload.tusOffsetKnown = false;
+          finish(ABORTED);
+        });
+        signal.addEventListener('abort', onAbortSignal, { once: true });
+        xhr.send(upload.file.slice(start, end));
+      });
+    },
+
+    /** Terminates a cancelled upload on the server (best effort). */
+    cancel(upload) {
+      if (!upload.tusUrl) return;
+      fetch(upload.tusUrl, { method: 'DELETE', credentials: 'same-origin', headers: TUS_HEADERS }).catch(() => {});
+      upload.forgetTus();
+    },
+  };
+
   /* ======================================================================= *
    * 5. UploadFile: the state model of one file
    * ======================================================================= */
@@ -417,7 +560,7 @@
    * derives what the user sees from it and from the transient fields.
    */
   class UploadFile {
-    constructor(file, relativePath, chunkSize) {
+    constructor(file, relativePath, chunkSize, protocol = 'flow') {
       this.key = String(nextKey++);
       this.file = file;
       this.name = file.name;
@@ -425,7 +568,13 @@
       this.relativePath = relativePath || file.name;
       this.identifier = makeIdentifier(file, this.relativePath);
       this.chunkSize = chunkSize;
-      this.totalChunks = countChunks(this.size, chunkSize);
+      /** 'flow' or 'tus'. A tus file is one job at a time: chunk 1, sent again and again. */
+      this.protocol = protocol;
+      this.totalChunks = protocol === 'tus' ? 1 : countChunks(this.size, chunkSize);
+      /** tus: the upload's URL, and the server's offset (the next append starts there). */
+      this.tusUrl = null;
+      this.tusOffset = 0;
+      this.tusOffsetKnown = false;
 
       /** @type {'active'|'done'|'failed'|'cancelled'} */
       this.status = 'active';
@@ -459,7 +608,28 @@
     }
 
     range(number) {
+      if (this.protocol === 'tus') {
+        return { start: this.tusOffset, end: Math.min(this.size, this.tusOffset + this.chunkSize) };
+      }
       return chunkRange(number, this.size, this.chunkSize, this.totalChunks);
+    }
+
+    /** tus: the server says its offset is `offset`. */
+    setTusOffset(offset) {
+      this.tusOffset = Number.isFinite(offset) ? clamp(offset, 0, this.size) : 0;
+      this.tusOffsetKnown = Number.isFinite(offset);
+      this.bytesConfirmed = this.tusOffset;
+    }
+
+    /** tus: forgets the upload's URL (it is gone, or cancelled). */
+    forgetTus() {
+      try {
+        localStorage.removeItem(`chunked-upload:tus:${this.identifier}`);
+      } catch {
+        // No storage: nothing to forget.
+      }
+      this.tusUrl = null;
+      this.tusOffsetKnown = false;
     }
 
     /** Active and not paused: the file still needs the network. */
@@ -494,6 +664,7 @@
       if (this.finalizing) return 'assembling';
       if (this.retryAt > now) return 'retrying';
       if (this.jobs.size === 0) return 'queued';
+      if (this.protocol === 'tus') return 'uploading';
       if (!this.hasPendingChunk() && this.allJobsSent()) return 'assembling';
       return 'uploading';
     }
@@ -584,6 +755,8 @@
         identifier: this.identifier,
         state: this.state(),
         serverName: this.serverName,
+        protocol: this.protocol,
+        tusUrl: this.tusUrl,
         bytesConfirmed: this.bytesConfirmed,
         size: this.size,
         error: this.error,
@@ -604,9 +777,10 @@
    * Events reported through `emit(type, file)`: 'change', 'done', 'failed'.
    */
   class Scheduler {
-    constructor({ files, transport: net, limit, emit }) {
+    constructor({ files, transport: net, tus, limit, emit }) {
       this.files = files; // live array owned by the App
-      this.net = net;
+      this.flowNet = net;
+      this.tusNet = tus;
       this.limit = limit;
       this.emit = emit;
       this.active = 0;
@@ -700,9 +874,10 @@
     async execute(job) {
       const { file } = job;
       const { signal } = job.controller;
+      const net = file.protocol === 'tus' ? this.tusNet : this.flowNet;
 
       if (job.phase === 'test' || job.phase === 'finalize') {
-        const result = await this.net.test(file, job.number, signal);
+        const result = await net.test(file, job.number, signal);
         if (job.cancelled) return;
         if (result.type !== 'absent') {
           this.handleResult(job, result);
@@ -716,7 +891,10 @@
         this.emit('change', file);
       }
 
-      const result = await this.net.upload(file, job.number, signal, (fraction) => {
+      // tus: the range starts at the offset the test just learnt.
+      const range = file.range(job.number);
+      job.length = range.end - range.start;
+      const result = await net.upload(file, job.number, signal, (fraction) => {
         this.onUploadProgress(job, fraction);
       });
       if (job.cancelled) return;
@@ -742,7 +920,13 @@
           return;
         case 'stored':
           this.countSent(job);
-          file.confirmChunk(job.number);
+          if (file.protocol === 'tus') {
+            // Appended: the next append starts at the new offset.
+            file.retryAt = 0;
+            file.requeue(job.number, 'upload', 0);
+          } else {
+            file.confirmChunk(job.number);
+          }
           this.emit('change', file);
           return;
         case 'present':
@@ -1368,6 +1552,7 @@
         chooseFolder: $('choose-folder'),
         chunkSize: $('chunk-size'),
         parallel: $('parallel'),
+        protocol: $('protocol'),
         toolbar: $('queue-toolbar'),
         pauseAll: $('pause-all'),
         resumeAll: $('resume-all'),
@@ -1398,6 +1583,7 @@
       this.scheduler = new Scheduler({
         files: this.files,
         transport,
+        tus: tusTransport,
         limit: this.settings.parallel,
         emit: (type, file) => this.onUploadEvent(type, file),
       });
@@ -1406,7 +1592,7 @@
     }
 
     start() {
-      this.settings.bind(this.dom.chunkSize, this.dom.parallel, (name) => {
+      this.settings.bind(this.dom.chunkSize, this.dom.parallel, this.dom.protocol, (name) => {
         if (name === 'parallel') this.scheduler.setLimit(this.settings.parallel);
       });
       bindInput(this.dom, (files) => this.addFiles(files));
@@ -1458,7 +1644,7 @@
         if (existing.status === 'failed') this.retry(existing);
         return false;
       }
-      const upload = new UploadFile(file, relativePath, this.settings.chunkSize);
+      const upload = new UploadFile(file, relativePath, this.settings.chunkSize, this.settings.protocol);
       const view = new FileRowView(this.dom.rowTemplate, upload);
       this.files.push(upload);
       this.views.set(upload.key, view);
@@ -1526,6 +1712,7 @@
       if (wasActive) {
         this.scheduler.abortJobs(file, false);
         file.status = 'cancelled';
+        if (file.protocol === 'tus') tusTransport.cancel(file);
       }
       const index = this.files.indexOf(file);
       if (index !== -1) this.files.splice(index, 1);

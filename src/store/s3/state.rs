@@ -270,6 +270,7 @@ mod tests {
             total_chunks: chunks,
             chunk_size: None,
             metadata: Default::default(),
+            concat: Default::default(),
         }
     }
 
