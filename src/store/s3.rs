@@ -67,7 +67,10 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 /// segment is `PUT` as soon as it is full, so a request holds at most one part in memory
 /// (never a whole 128 MiB chunk) and no server needs a disk for an upload's bytes. Once the
 /// segments recorded for a part cover it, the server that recorded the last of them reads them
-/// back and uploads them as that part of the upload's multipart upload, then deletes them.
+/// back and uploads them as that part of the upload's multipart upload, in the background and
+/// outside the upload's lock; its next request holding the lock records the part and deletes
+/// the segments. A part never recorded (its server killed meanwhile) is uploaded again from its
+/// segments by the assembly.
 /// Every part but the last is a full part, so S3's 5 MiB minimum holds for any chunk size.
 ///
 /// # State, and what a chunk costs
@@ -82,7 +85,7 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 /// | lock, then unlock (twice: before the body, and to record it) | 2 conditional `PUT` each, 1 `GET` more when another server wrote last |
 /// | the body | 1 `PUT` per segment (one per chunk when chunks are smaller than a part) |
 /// | recording it | 1 `PUT` (its record), 1 conditional `PUT` (the state) |
-/// | a part it completes | 1 `GET` per segment of the part, 1 `UploadPart`, 1 `DELETE` per segment |
+/// | a part it completes (in the background) | 1 `GET` per segment of the part, 1 `UploadPart`, 1 `DELETE` per segment |
 ///
 /// and the assembly: the last part's coalescing, `CompleteMultipartUpload`, one server-side
 /// copy to the destination, and the deletion of the completed hidden object. The state object
