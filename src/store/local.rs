@@ -331,8 +331,12 @@ impl Store for LocalStore {
         if description.layout != LAYOUT {
             return Ok(None);
         }
+        // The data file first, then the marker: assembly writes the marker before it removes
+        // the data file, so a reader without the lock never takes an upload that is being
+        // assembled for one whose data is gone.
+        let data_present = fs::symlink_metadata(dir.join("data")).is_ok();
         let assembled = read_json::<Marker>(&dir.join("assembled.json"), "marker", key)?;
-        if assembled.is_none() && fs::symlink_metadata(dir.join("data")).is_err() {
+        if assembled.is_none() && !data_present {
             // The data file is gone (removed behind the store's back, or an interrupted
             // start): what the ledger says cannot be trusted; the upload starts over.
             return Ok(None);
