@@ -96,7 +96,7 @@ done
 if ! $server_given; then
     target="${CARGO_TARGET_DIR:-$repo/target}"
     say "building the example server (release) into $target"
-    CARGO_TARGET_DIR="$target" cargo build --quiet --release --example server --features axum \
+    CARGO_TARGET_DIR="$target" cargo build --quiet --release --example server --features axum,s3 \
         --manifest-path "$repo/Cargo.toml"
     set -- --server "$target/release/examples/server" "$@"
 fi

@@ -43,6 +43,7 @@
 //! | `actix-web` | `adapter::actix`: handlers over a scope extractor, a `ServiceConfig` helper, `SessionScope`, a `ResponseError`, `TusState` (actix-web 4) |
 //! | `hyper` | `adapter::hyper`: async handlers over any `http_body::Body` in the scope you decide, `session_scope`, `tus`, `UploadService::with_tus` (hyper 1) |
 //! | `conformance` | `conformance`: the HTTP test suite every adapter passes (its tus cases in `conformance::tus`), and the store suite (`conformance::store`), for your own adapter or store |
+//! | `s3` | [`S3Store`]: uploads in an S3-compatible bucket shared by many servers (`object_store`) |
 //!
 //! Every adapter feature also brings `adapter::Sessions` (signed session cookies for apps
 //! without accounts; see `adapter::session` for what they can and cannot tell apart) and
@@ -185,6 +186,15 @@ pub use store::{
 };
 pub use tus::Tus;
 pub use upload::{Assembled, Concat, Location, UploadInfo};
+
+/// The `object_store` crate the [`S3Store`] is built on (its `aws` feature), re-exported so
+/// that the S3 configuration types match.
+#[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
+pub use object_store;
+#[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
+pub use store::{MIN_PART_SIZE, RequestCounts, S3Store, S3StoreBuilder};
 
 /// The README's examples, compiled as doctests (they use every adapter).
 #[cfg(all(doctest, feature = "axum", feature = "actix-web", feature = "hyper"))]

@@ -36,6 +36,12 @@
 //! without a cookie behind one address with the same `User-Agent` and `Accept-Language` share a
 //! session.
 //!
+//! **A bucket.** With `--s3-bucket NAME` (feature `s3`; `--s3-endpoint URL`, `--s3-prefix
+//! PREFIX`, `--s3-region`, credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`)
+//! uploads and assembled files live in the bucket instead of `--dir`: run several servers with
+//! the same bucket and the same `--signing-key` behind a load balancer, and any chunk may go to
+//! any of them. `GET /files` then lists the bucket's assembled objects.
+//!
 //! **Files.** `--dir` is a shared drop folder: `GET /files` lists every assembled file, and a
 //! name already taken (by anyone) gets ` (1)`. Keep users apart there with a folder each
 //! (`ConfigBuilder::destination`, as the README's first example does).
@@ -133,6 +139,9 @@ struct Args {
     /// Most connections served at once (default: 1024).
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    #[cfg(feature = "s3")]
+    #[command(flatten)]
+    s3: s3::S3Args,
 }
 
 impl Args {
@@ -171,6 +180,35 @@ fn seconds(value: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{value:?} is not a positive number of seconds"))
 }
 
+#[cfg(feature = "s3")]
+mod s3;
+
+/// The local store under `temp` and `--dir`, or the bucket of `--s3-bucket`.
+fn choose_store(
+    args: &Args,
+    temp: PathBuf,
+) -> Result<(chunked_upload::ConfigBuilder, Listing), Box<dyn std::error::Error>> {
+    #[cfg(feature = "s3")]
+    if let Some(store) = s3::store(&args.s3)? {
+        return Ok((
+            Config::builder_with_store(store.clone()),
+            Listing::Bucket(store),
+        ));
+    }
+    Ok((
+        Config::builder(temp, &args.dir),
+        Listing::Dir(args.dir.clone()),
+    ))
+}
+
+/// Where `GET /files` looks.
+#[derive(Debug, Clone)]
+enum Listing {
+    Dir(PathBuf),
+    #[cfg(feature = "s3")]
+    Bucket(chunked_upload::S3Store),
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Logs go to stderr; stdout carries only the listening URL (scripts read it).
@@ -187,7 +225,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .temp
         .clone()
         .unwrap_or_else(|| args.dir.join(".chunks"));
-    let mut config = Config::builder(temp, &args.dir).on_conflict(ConflictPolicy::Rename);
+    let (config, listing) = choose_store(&args, temp)?;
+    let mut config = config.on_conflict(ConflictPolicy::Rename);
     if let Some(bytes) = args.max_file_size {
         config = config.max_file_size(bytes);
     }
@@ -222,7 +261,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    let files_dir = args.dir.clone();
     let app = Router::new()
         .route("/", get(index))
         .route(
@@ -243,7 +281,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Tus::new(uploads.clone()),
             "/tus",
         ))
-        .route("/files", get(move || list_files(files_dir.clone())))
+        .route("/files", get(move || list_files(listing.clone())))
         // GET /progress (JSON), /progress/events (server-sent events), /progress/{identifier}.
         .nest(
             "/progress",
@@ -318,8 +356,13 @@ struct FileEntry {
 
 /// `GET /files`: the assembled files in the upload dir, newest first (hidden files, such as the
 /// chunk folder and files being assembled, and directories are left out).
-async fn list_files(dir: PathBuf) -> Response {
-    match tokio::task::spawn_blocking(move || read_files(&dir)).await {
+async fn list_files(listing: Listing) -> Response {
+    let read = move || match listing {
+        Listing::Dir(dir) => read_files(&dir),
+        #[cfg(feature = "s3")]
+        Listing::Bucket(store) => read_objects(&store),
+    };
+    match tokio::task::spawn_blocking(read).await {
         Ok(Ok(files)) => (
             [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
             serde_json::to_string(&files).unwrap_or_else(|_| "[]".to_owned()),
@@ -334,6 +377,27 @@ async fn list_files(dir: PathBuf) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// The assembled objects of the bucket (below the prefix, hidden keys left out), newest first.
+#[cfg(feature = "s3")]
+fn read_objects(store: &chunked_upload::S3Store) -> std::io::Result<Vec<FileEntry>> {
+    let mut files: Vec<FileEntry> = store
+        .assembled_objects()
+        .map_err(std::io::Error::other)?
+        .into_iter()
+        .map(|(name, size, modified)| FileEntry {
+            name,
+            size,
+            modified,
+        })
+        .collect();
+    files.sort_by(|a, b| {
+        b.modified
+            .cmp(&a.modified)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(files)
 }
 
 fn read_files(dir: &Path) -> std::io::Result<Vec<FileEntry>> {

@@ -4,6 +4,8 @@ mod fs;
 pub(crate) mod ledger;
 mod local;
 mod publish;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::fmt;
 use std::fs::File;
@@ -18,6 +20,8 @@ use crate::error::Result;
 use crate::upload::{Location, UploadInfo};
 
 pub use local::LocalStore;
+#[cfg(feature = "s3")]
+pub use s3::{MIN_PART_SIZE, RequestCounts, S3Store, S3StoreBuilder};
 
 /// What to do when the destination of an assembled file already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,6 +120,10 @@ pub trait PieceWriter: fmt::Debug + Send {
     /// # Errors
     /// As [`write`](Self::write).
     fn write_file(&mut self, file: &mut File, path: &Path) -> Result<u64> {
+        use std::io::Seek;
+        // The adapter wrote the body into it: read it from its start.
+        file.seek(io::SeekFrom::Start(0))
+            .map_err(|e| crate::Error::io("read chunk body", path, e))?;
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0;
         loop {

@@ -91,6 +91,8 @@ pub struct Options {
     pub file_size_limit: Option<u64>,
     /// `--signing-key` ([`SIGNING_KEY`] by default); `None`: the server generates one.
     pub signing_key: Option<String>,
+    /// More environment variables for the server.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -100,7 +102,13 @@ impl Options {
             args: Vec::new(),
             file_size_limit: None,
             signing_key: Some(SIGNING_KEY.to_owned()),
+            env: Vec::new(),
         }
+    }
+
+    pub fn env(mut self, name: &str, value: impl ToString) -> Options {
+        self.env.push((name.to_owned(), value.to_string()));
+        self
     }
 
     pub fn signing_key(mut self, key: Option<&str>) -> Options {
@@ -164,6 +172,7 @@ impl Server {
                     .flat_map(|key| ["--signing-key", key.as_str()]),
             )
             .env_remove("CHUNKED_UPLOAD_SIGNING_KEY")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -41,6 +41,8 @@ pub enum Mode {
 pub struct FlowUpload {
     /// Where chunks go: `http://127.0.0.1:PORT/upload`.
     pub url: String,
+    /// More servers of the same uploads: chunk `i` goes to `[url, also...][i % n]`.
+    pub also: Vec<String>,
     pub file: Arc<File>,
     pub total: u64,
     pub chunk_size: u64,
@@ -99,6 +101,14 @@ fn chunks(total: u64, size: u64) -> Vec<Chunk> {
 }
 
 impl FlowUpload {
+    fn url_for(&self, index: u64) -> &str {
+        let n = self.also.len() as u64 + 1;
+        match index % n {
+            0 => &self.url,
+            i => &self.also[i as usize - 1],
+        }
+    }
+
     fn params(&self, chunk: Chunk, count: u64) -> Vec<(&'static str, String)> {
         vec![
             ("flowChunkNumber", (chunk.index + 1).to_string()),
@@ -180,7 +190,11 @@ impl FlowUpload {
             }
             if self.test_chunks {
                 requests += 1;
-                let r = client.get(&self.url).query(&params).send().await;
+                let r = client
+                    .get(self.url_for(chunk.index))
+                    .query(&params)
+                    .send()
+                    .await;
                 if let Ok(r) = r
                     && r.status().as_u16() == 200
                 {
@@ -204,7 +218,7 @@ impl FlowUpload {
                         .chain(file_slice(self.file.clone(), chunk.start, chunk.len))
                         .chain(stream::once(async move { Ok(tail) }));
                     client
-                        .post(&self.url)
+                        .post(self.url_for(chunk.index))
                         .header(
                             CONTENT_TYPE,
                             format!("multipart/form-data; boundary={BOUNDARY}"),
@@ -213,7 +227,7 @@ impl FlowUpload {
                         .body(reqwest::Body::wrap_stream(body))
                 }
                 Mode::Raw => client
-                    .post(&self.url)
+                    .post(self.url_for(chunk.index))
                     .query(&params)
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, chunk.len)
@@ -342,10 +356,16 @@ impl TusUpload {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         if status != 201 {
-            return Err(fail("create", status, created.text().await.unwrap_or_default()));
+            return Err(fail(
+                "create",
+                status,
+                created.text().await.unwrap_or_default(),
+            ));
         }
         let location = location.ok_or_else(|| io::Error::other("create: no Location"))?;
-        let origin_end = self.endpoint[8..].find('/').map_or(self.endpoint.len(), |i| i + 8);
+        let origin_end = self.endpoint[8..]
+            .find('/')
+            .map_or(self.endpoint.len(), |i| i + 8);
         let url = format!("{}{location}", &self.endpoint[..origin_end]);
         let mut outcome = FlowOutcome {
             requests: 1,
@@ -408,7 +428,11 @@ fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for group in bytes.chunks(3) {
-        let b = [group[0], *group.get(1).unwrap_or(&0), *group.get(2).unwrap_or(&0)];
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= group.len() {

@@ -18,6 +18,7 @@ mod fsprobe;
 mod nginx;
 mod plain;
 mod procs;
+mod s3;
 
 use std::fs::{self, File};
 use std::io;
@@ -74,7 +75,9 @@ struct RunArgs {
     /// Chunk requests in flight at once.
     #[arg(long, default_value_t = 3)]
     concurrency: usize,
-    /// Scenarios to run, comma-separated: nginx, plain, chunked, tus, python, memory.
+    /// Scenarios to run, comma-separated: nginx, plain, chunked, tus, python, memory, s3 (three
+    /// example servers sharing one bucket of a local s3s-fs, chunks spread over them
+    /// round-robin).
     #[arg(
         long,
         value_delimiter = ',',
@@ -204,6 +207,7 @@ enum Scenario {
     Tus,
     Python,
     Memory,
+    S3,
 }
 
 impl Scenario {
@@ -215,8 +219,9 @@ impl Scenario {
             "tus" => Ok(Scenario::Tus),
             "python" | "flowjs" | "python-flowjs" => Ok(Scenario::Python),
             "memory" | "mem" => Ok(Scenario::Memory),
+            "s3" | "bucket" => Ok(Scenario::S3),
             other => Err(format!(
-                "unknown scenario {other:?} (nginx, plain, chunked, tus, python, memory)"
+                "unknown scenario {other:?} (nginx, plain, chunked, tus, python, memory, s3)"
             )),
         }
     }
@@ -355,9 +360,12 @@ fn run(args: RunArgs) -> io::Result<ExitCode> {
         .tempdir_in(&scratch)?;
     let run_dir = run_tmp.path().to_owned();
 
-    let needs_ours = scenarios
-        .iter()
-        .any(|s| matches!(s, Scenario::Chunked | Scenario::Tus | Scenario::Memory));
+    let needs_ours = scenarios.iter().any(|s| {
+        matches!(
+            s,
+            Scenario::Chunked | Scenario::Tus | Scenario::Memory | Scenario::S3
+        )
+    });
     if needs_ours && !server_path.is_file() {
         return Err(io::Error::other(format!(
             "the example server is not at {} (build it: cargo build --release --example server --features axum; or pass --server)",
@@ -414,6 +422,7 @@ fn run(args: RunArgs) -> io::Result<ExitCode> {
                 Scenario::Tus => run_tus(&ctx, rep),
                 Scenario::Python => run_python(&mut ctx, rep),
                 Scenario::Memory => run_memory(&ctx, rep),
+                Scenario::S3 => run_s3(&ctx, rep),
             };
             ctx.loads.push(fsprobe::load_average());
             match outcome {
@@ -638,10 +647,12 @@ fn flow_run(
     identifier: String,
     dest: &Path,
     profile: bool,
+    also: &[&Server],
 ) -> Result<Measure, Failure> {
     let client = client::client();
     let upload = FlowUpload {
         url: format!("{}{route}", server.base),
+        also: also.iter().map(|s| format!("{}{route}", s.base)).collect(),
         file,
         total,
         chunk_size,
@@ -729,9 +740,66 @@ fn run_chunked(ctx: &Ctx, rep: usize) -> Result<Measure, Failure> {
         format!("{}-bench{rep}bin", ctx.size),
         &dir,
         true,
+        &[],
     );
     drop(server);
     let _ = fs::remove_dir_all(&dir);
+    m
+}
+
+/// Three example servers over one bucket (s3s-fs on loopback, see `s3.rs`), the chunks spread
+/// over them round-robin, `--concurrency` in flight; the assembled object is checked where
+/// s3s-fs keeps it.
+fn run_s3(ctx: &Ctx, rep: usize) -> Result<Measure, Failure> {
+    let root = ctx.run_dir.join(format!("s3-{rep}"));
+    let bucket =
+        s3::Bucket::start(&ctx.runtime, &root.join("bucket")).map_err(setup("start s3s-fs"))?;
+    let key = "loadgen-bench-signing-key-0123456789abcdef";
+    let mut servers = Vec::new();
+    for n in 0..3 {
+        let dir = root.join(format!("server-{n}"));
+        let mut cmd = Command::new(&ctx.server_path);
+        cmd.arg("--addr").arg("127.0.0.1:0").arg("--dir").arg(&dir);
+        cmd.args([
+            "--s3-bucket",
+            s3::BUCKET,
+            "--s3-prefix",
+            "files",
+            "--signing-key",
+            key,
+        ]);
+        cmd.arg("--s3-endpoint").arg(&bucket.endpoint);
+        cmd.env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY);
+        if let Some(max) = ctx.args.max_chunk_size {
+            cmd.arg("--max-chunk-size").arg(max.to_string());
+        }
+        cmd.args(&ctx.args.server_args);
+        let log = root.join(format!("server-{n}.log"));
+        servers.push(
+            Server::start(cmd, &log, Duration::from_secs(20)).map_err(setup(
+                "start the example server (built with --features axum,s3?)",
+            ))?,
+        );
+    }
+    let dest = bucket.object_file("files");
+    let m = flow_run(
+        ctx,
+        &servers[0],
+        "/upload",
+        ctx.data.clone(),
+        ctx.size,
+        &ctx.data_sha,
+        ctx.args.chunk_size,
+        ctx.args.concurrency,
+        format!("{}-s3bench{rep}bin", ctx.size),
+        &dest,
+        false,
+        &[&servers[1], &servers[2]],
+    );
+    drop(servers);
+    drop(bucket);
+    let _ = fs::remove_dir_all(&root);
     m
 }
 
@@ -827,6 +895,7 @@ fn run_python(ctx: &mut Ctx, rep: usize) -> Result<Measure, Failure> {
         format!("{}-bench{rep}bin", ctx.size),
         &dest,
         false,
+        &[],
     );
     drop(server);
     let _ = fs::remove_dir_all(&base);
@@ -867,6 +936,7 @@ fn run_memory(ctx: &Ctx, rep: usize) -> Result<Measure, Failure> {
         format!("{total}-memory{rep}bin"),
         &dir,
         true,
+        &[],
     );
     drop(server);
     let _ = fs::remove_dir_all(&dir);
@@ -1127,7 +1197,11 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                 let verdict = match &ours {
                     Some(o) => {
                         let ahead = o.seconds / m.seconds;
-                        let word = if m.seconds <= o.seconds { "met" } else { "MISSED" };
+                        let word = if m.seconds <= o.seconds {
+                            "met"
+                        } else {
+                            "MISSED"
+                        };
                         format!("{word}: {ahead:.2}x the flow.js route's speed")
                     }
                     None => "n/a (chunked not run)".to_owned(),
@@ -1174,6 +1248,27 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                 cells.extend([format!("ours >= {:.1}x faster", a.peer_bar), verdict]);
                 rows.push(Row { cells });
                 notes.push(flow_note("python flowjs", &m, spread));
+            }
+            Scenario::S3 => {
+                let name = "3 servers, one S3 bucket";
+                if let Some(row) = failed(name, r) {
+                    rows.push(row);
+                    continue;
+                }
+                let m = r.median().unwrap();
+                let mut cells = base_cells(name, &m, ratio(&m));
+                let vs = ours
+                    .as_ref()
+                    .map_or("n/a (chunked not run)".to_owned(), |o| {
+                        format!("{:.2}x the local store's time", m.seconds / o.seconds)
+                    });
+                cells.extend(["reported".into(), vs]);
+                rows.push(Row { cells });
+                notes.push(flow_note(
+                    "3 servers + bucket (RSS and CPU: server 1 of 3)",
+                    &m,
+                    spread,
+                ));
             }
             Scenario::Memory => {
                 let name = format!(
