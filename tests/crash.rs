@@ -3,6 +3,10 @@
 //! widget resumes it (a test request per chunk, uploading only what is missing) and completes
 //! byte-identical, and the sweep leaves no stray staging file behind.
 //!
+//! The child assembles through a (slow) pre-process hook, so the kills during assembly land in
+//! the hook's pass into the hidden file beside the destination; `tests/server_crash.rs` kills
+//! the example server during the default publication (fsync, record, link, marker).
+//!
 //! The test re-runs its own executable as the process to kill (`crash_child`, inert unless the
 //! environment says otherwise). 10 iterations; `CHUNKED_UPLOAD_LONG=1` runs 100.
 

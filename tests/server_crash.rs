@@ -6,8 +6,9 @@
 //!   its fields first, one with its file part first, which the server stages in
 //!   `.chunks/.incoming`, and a raw octet body), each killed part-way through its body;
 //! - the other half kill while a 64 MiB file (`CHUNKED_UPLOAD_LONG=1`: 128 MiB) is being
-//!   assembled, once the hidden staging file beside the destination has reached a random size
-//!   (or is being synced).
+//!   assembled: at a random moment of the request that completes it (its chunk, the data file's
+//!   fsync, the record, the link, the marker), or as soon as the assembly is recorded, or as
+//!   soon as the file is published and before its marker.
 //!
 //! Each time: the folder never shows a partial or corrupt file (nothing, or the whole file,
 //! also while the assembly runs), the resumed upload completes byte-identical, and once the
@@ -60,10 +61,15 @@ struct Figures {
     runs: u64,
     mid_body: u64,
     during_assembly: u64,
-    /// Kills during assembly while the chunks were copied into the staging file.
-    while_copying: u64,
-    /// Kills during assembly once the staging file was complete (synced, published).
-    while_syncing: u64,
+    /// Kills during assembly before its record was written (the last chunk, the data file's
+    /// fsync).
+    before_record: u64,
+    /// Kills once the assembly was recorded, before the file was published.
+    recorded_unpublished: u64,
+    /// Kills once the file was published, before its marker.
+    published_unmarked: u64,
+    /// Kills once the marker was written (the request was answering).
+    marked: u64,
     /// Kills during assembly that came after the file was published.
     assembly_finished_first: u64,
     /// Runs whose kill left staging files behind (that the sweep then removed).
@@ -182,12 +188,20 @@ fn kill_mid_body(run: u64, rng: &mut Rng, figures: &mut Figures) {
     figures.mid_body += 1;
 }
 
-/// Kills the server while it assembles a big file.
+/// Kills the server while it assembles a big file: the request with the last chunk writes it,
+/// syncs the data file, records the assembly (`assembling.json`), links the file at its
+/// destination, syncs the folders and writes the marker (`assembled.json`). The kill lands at a
+/// random moment of that request, or (a third of the runs each) as soon as the record appears
+/// or as soon as the file is published, before its marker.
 fn kill_during_assembly(run: u64, big: &FlowFile, rng: &mut Rng, figures: &mut Figures) {
     let root = scratch("server-crash-");
     let dir = root.path().join("files");
     let context = format!("run {run} (kill during assembly)");
     let session = new_session();
+    let scope = session.split('.').next().expect("a session id").to_owned();
+    let upload = dir
+        .join(".chunks")
+        .join(chunked_upload::default_hash_name(&scope, &big.identifier));
     let server = Server::start(&options(&dir, false));
     let last = big.total_chunks();
     for n in 1..last {
@@ -201,49 +215,49 @@ fn kill_during_assembly(run: u64, big: &FlowFile, rng: &mut Rng, figures: &mut F
     )
     .cookie(&session);
     let addr = server.addr;
+    let sent = Instant::now();
     let sender = thread::spawn(move || request.try_send(addr));
 
-    // Watch the folder: the staging file appears and grows, then is synced and published. A
-    // visible file must always be whole. Kill once the staging file reaches a random size, or
-    // (a quarter of the runs) a random moment after it is complete, while it is synced.
+    // Watch the folder: a visible file must always be whole.
     let total = big.data.len() as u64;
-    let target = rng.below(total + total / 4);
-    let started = Instant::now();
+    let mode = rng.below(3);
+    let delay = Duration::from_millis(rng.below(400));
     loop {
         assert!(
-            started.elapsed() < TIMEOUT,
-            "{context}: the assembly never began\n{}",
+            sent.elapsed() < TIMEOUT,
+            "{context}: the assembly never ended\n{}",
             server.log()
         );
-        let mut staging = None;
         let mut published = false;
         for name in files_in(&dir) {
             let len = std::fs::metadata(dir.join(&name)).map_or(0, |m| m.len());
-            if name.ends_with(".part") {
-                staging = Some(len);
-            } else {
-                assert_eq!(len, total, "{context}: {name} visible with {len} bytes");
-                published = true;
-            }
+            assert_eq!(len, total, "{context}: {name} visible with {len} bytes");
+            assert!(!name.starts_with('.'), "{context}: {name} in the folder");
+            published = true;
         }
-        match staging {
-            _ if published => break,
-            Some(len) if target < total && len >= target => {
-                figures.while_copying += u64::from(len < total);
-                figures.while_syncing += u64::from(len == total);
-                break;
-            }
-            Some(len) if target >= total && len == total => {
-                let ms = (target - total) * 200 / (total / 4);
-                thread::sleep(Duration::from_millis(ms));
-                figures.while_syncing += 1;
-                break;
-            }
-            _ => thread::sleep(Duration::from_millis(1)),
+        let recorded = upload.join("assembling.json").exists();
+        let kill = match mode {
+            0 => sent.elapsed() >= delay || published,
+            1 => recorded || published,
+            _ => published,
+        };
+        if kill {
+            break;
         }
+        thread::sleep(Duration::from_micros(200));
     }
+    // Where the kill landed (read just before it; the server may move on meanwhile).
+    let recorded = upload.join("assembling.json").exists();
+    let marked = upload.join("assembled.json").exists();
+    let published = !files_in(&dir).is_empty();
     server.kill9();
     let _ = sender.join();
+    match (published, recorded, marked) {
+        (false, false, _) => figures.before_record += 1,
+        (false, true, _) => figures.recorded_unpublished += 1,
+        (true, _, false) => figures.published_unmarked += 1,
+        (true, _, true) => figures.marked += 1,
+    }
     figures.during_assembly += 1;
     if assert_nothing_partial(&dir, big, &context) {
         figures.assembly_finished_first += 1;
@@ -270,14 +284,16 @@ fn kill_9_while_chunks_stream_in_and_while_a_big_file_is_assembled() {
     }
     eprintln!(
         "server_crash: {} kills ({} mid-body, {} during the assembly of a {mib} MiB file: {} \
-         while copying, {} once copied (syncing or publishing), of which {} found the file \
-         published), 0 failures; {} runs left staging files that the sweep removed; {} chunks \
-         re-posted on resume; {:.1} s",
+         before its record, {} recorded but not published, {} published but not marked, {} \
+         marked; {} found the file published), 0 failures; {} runs left staging files that the \
+         sweep removed; {} chunks re-posted on resume; {:.1} s",
         figures.runs,
         figures.mid_body,
         figures.during_assembly,
-        figures.while_copying,
-        figures.while_syncing,
+        figures.before_record,
+        figures.recorded_unpublished,
+        figures.published_unmarked,
+        figures.marked,
         figures.assembly_finished_first,
         figures.leftovers_swept,
         figures.chunks_reposted,
