@@ -78,6 +78,7 @@
 //! | store | when |
 //! |---|---|
 //! | [`LocalStore`] ([`Config::builder`]) | one server, or several processes sharing one local filesystem with the destination (the default; fastest: nothing is copied) |
+//! | `S3Store` (feature `s3`, [`Config::builder_with_store`]) | several stateless servers behind a load balancer, sharing one bucket of S3-compatible object storage (AWS S3, MinIO, Ceph RGW, R2): state and leases live in the bucket, files appear atomically; slower per chunk than the local store (several requests per chunk) |
 //! | your own [`Store`] ([`Config::builder_with_store`]) | anything else; prove it with the `conformance` feature's `conformance::store` suite |
 //!
 //! ## Protocols
