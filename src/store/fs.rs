@@ -17,7 +17,7 @@ pub(crate) fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW);
+        options.custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
     }
     options
 }
