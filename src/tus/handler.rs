@@ -271,14 +271,7 @@ impl Tus {
         let (store, quotas) = (self.uploads.store(), self.uploads.quotas());
         quotas.check(store, limits, request.scope(), &key, length.unwrap_or(0))?;
         let lock = store.lock(&key, config.lock_timeout())?;
-        let stored = match self.uploads.start_upload(&lock, &upload) {
-            Ok(stored) => stored,
-            Err(e) => {
-                // Refused by the hook: nothing of it stays.
-                let _ = store.remove(&lock);
-                return Err(e);
-            }
-        };
+        let stored = self.start_or_discard(&lock, &upload)?;
         let progress = self.uploads.progress();
         progress.observe(&key, &stored.upload, 0);
         quotas.set(store, limits, request.scope(), &key, 0);
@@ -433,13 +426,7 @@ impl Tus {
             metadata,
             Concat::Final(parts),
         );
-        let stored = match self.uploads.start_upload(&lock, &upload) {
-            Ok(stored) => stored,
-            Err(e) => {
-                let _ = store.remove(&lock);
-                return Err(e);
-            }
-        };
+        let stored = self.start_or_discard(&lock, &upload)?;
         let progress = self.uploads.progress();
         progress.observe(&key, &stored.upload, 0);
         let refs: Vec<(&UploadLock, &Stored)> = held.iter().map(|(l, s)| (l, s)).collect();
@@ -602,6 +589,14 @@ impl Tus {
 
     // -----------------------------------------------------------------------------------------
     // What the methods share.
+
+    /// Starts `upload` (lock held) through the `on_create` hook; when the hook refuses it or the
+    /// store cannot start it, nothing of it stays.
+    fn start_or_discard(&self, lock: &UploadLock, upload: &UploadInfo) -> Result<Stored> {
+        self.uploads.start_upload(lock, upload).inspect_err(|_| {
+            let _ = self.uploads.store().remove(lock);
+        })
+    }
 
     /// The storage key of upload `id` of `scope`; an id that cannot be one is not found.
     fn key(&self, scope: &str, id: &str) -> Result<String> {
