@@ -525,3 +525,53 @@ fn cookies_the_server_did_not_issue_are_not_sessions() {
     let present = victim.send(test_requests(&file)[0].clone(), server.addr);
     assert_eq!((present.status, present.session()), (200, None));
 }
+
+/// Behind a reverse proxy every browser has the proxy's address. With `--trusted-proxy` the
+/// server reads the client's address from the `X-Forwarded-For` the proxy appended, so two
+/// cookieless browsers behind it get sessions of their own while the parallel first requests
+/// of one browser still agree; without the flag, or from a peer that is not the proxy, the
+/// header changes nothing.
+#[test]
+fn browsers_behind_a_trusted_proxy_get_sessions_of_their_own() {
+    let root = scratch("sessions-proxy-");
+    let session_of = |server: &Server, forwarded_for: &str| {
+        Browser::new("Mozilla/5.0 (same browser)")
+            .send(
+                Request::new("GET", "/progress").header("X-Forwarded-For", forwarded_for),
+                server.addr,
+            )
+            .session()
+            .expect("a cookieless request gets a session")
+    };
+    // The tests reach the server from loopback: the "proxy" is 127.0.0.1.
+    let behind =
+        Server::start(&options(&root.path().join("a")).arg("--trusted-proxy", "127.0.0.1"));
+    let first = session_of(&behind, "192.0.2.7");
+    assert_eq!(
+        session_of(&behind, "192.0.2.7"),
+        first,
+        "one browser, one session"
+    );
+    assert_ne!(
+        session_of(&behind, "198.51.100.4"),
+        first,
+        "two browsers, two sessions"
+    );
+    // A client-written prefix does not change the address the proxy appended.
+    assert_eq!(session_of(&behind, "6.6.6.6, 192.0.2.7"), first);
+
+    // Not trusted: the header is the client's own word and is ignored.
+    let plain = Server::start(&options(&root.path().join("b")));
+    assert_eq!(
+        session_of(&plain, "192.0.2.7"),
+        session_of(&plain, "198.51.100.4"),
+        "without --trusted-proxy every browser here is 127.0.0.1"
+    );
+    let elsewhere =
+        Server::start(&options(&root.path().join("c")).arg("--trusted-proxy", "192.0.2.1"));
+    assert_eq!(
+        session_of(&elsewhere, "192.0.2.7"),
+        session_of(&elsewhere, "198.51.100.4"),
+        "the header counts only on connections from the proxy named"
+    );
+}

@@ -34,7 +34,9 @@
 //! this server did not serve sends its first chunks and test requests in parallel, before any
 //! cookie is set, and they all land in one session. What that cannot tell apart: two browsers
 //! without a cookie behind one address with the same `User-Agent` and `Accept-Language` share a
-//! session.
+//! session. Behind a reverse proxy, name it with `--trusted-proxy ADDR` so that the client's
+//! address is read from the `X-Forwarded-For` header it appends to; otherwise every browser has
+//! the proxy's address.
 //!
 //! **A bucket.** With `--s3-bucket NAME` (feature `s3`; `--s3-endpoint URL`, `--s3-prefix
 //! PREFIX`, `--s3-region`, credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`)
@@ -103,6 +105,12 @@ struct Args {
         value_name = "SECRET"
     )]
     signing_key: Option<String>,
+    /// The address of a reverse proxy in front of the server (repeat the flag for several).
+    /// Requests from it have their client's address read from `X-Forwarded-For`, so cookieless
+    /// browsers behind the proxy get sessions of their own; the header is ignored from any
+    /// other peer.
+    #[arg(long = "trusted-proxy", value_name = "ADDR")]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Largest request head (request line and headers), in bytes; longer ones get 431
     /// (default: 64 KiB).
     #[arg(long, value_name = "BYTES")]
@@ -259,7 +267,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             Sessions::new(SessionKey::generate())
         }
-    };
+    }
+    .trusted_proxies(args.trusted_proxies.iter().copied());
 
     let app = Router::new()
         .route("/", get(index))

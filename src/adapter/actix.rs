@@ -192,6 +192,11 @@ impl FromRequest for SessionScope {
             address: req.peer_addr().map(|peer| peer.ip()),
             user_agent: text(header::USER_AGENT),
             accept_language: text(header::ACCEPT_LANGUAGE),
+            forwarded_for: req
+                .headers()
+                .get_all(header::X_FORWARDED_FOR)
+                .filter_map(|v| v.to_str().ok())
+                .collect(),
         };
         ready(
             sessions

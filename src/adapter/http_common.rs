@@ -7,7 +7,7 @@ use http::header::{
     ACCEPT_LANGUAGE, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE, USER_AGENT,
 };
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::body::Head;
 use super::{Scope, SessionRequest, Sessions};
@@ -59,15 +59,19 @@ pub(crate) fn session_scope(
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let request = SessionRequest {
-        cookies: headers
-            .get_all(COOKIE)
+    let all = |name: HeaderName| {
+        headers
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .collect(),
+            .collect()
+    };
+    let request = SessionRequest {
+        cookies: all(COOKIE),
         address,
         user_agent: text(USER_AGENT),
         accept_language: text(ACCEPT_LANGUAGE),
+        forwarded_for: all(HeaderName::from_static("x-forwarded-for")),
     };
     sessions.scope(&request)
 }

@@ -34,8 +34,13 @@
 //! itself avoid this ([`Sessions::page_scope`] gives each page load its own random session);
 //! an application with accounts avoids it altogether by scoping by user.
 //!
-//! Behind a reverse proxy every client has the proxy's address: then only `User-Agent` and
-//! `Accept-Language` tell cookieless browsers apart. A browser whose address changes between its
+//! Behind a reverse proxy every client has the proxy's address: name the proxy with
+//! [`Sessions::trusted_proxies`] and the client's address is read from the `X-Forwarded-For`
+//! header the proxy appends to (nginx: `proxy_set_header X-Forwarded-For
+//! $proxy_add_x_forwarded_for;`), right to left, skipping the proxies named; the header is read
+//! only when the connection comes from one of them, so no other client can choose the address.
+//! Without it only `User-Agent` and `Accept-Language` tell cookieless browsers behind the proxy
+//! apart. A browser whose address changes between its
 //! first parallel requests (a dual-stack browser racing IPv4 and IPv6 connections, a mobile
 //! network handover) gets two sessions for them, like the issue this design fixes; once one
 //! answer has set the cookie, the address no longer matters.
@@ -141,6 +146,41 @@ pub struct SessionRequest<'a> {
     pub user_agent: Option<&'a str>,
     /// The `Accept-Language` header.
     pub accept_language: Option<&'a str>,
+    /// The values of the request's `X-Forwarded-For` headers, in order; read only when
+    /// `address` is one of the [trusted proxies](Sessions::trusted_proxies).
+    pub forwarded_for: Vec<&'a str>,
+}
+
+impl SessionRequest<'_> {
+    /// The client's address: the connection's peer, or, when the peer is one of `trusted`, the
+    /// rightmost `X-Forwarded-For` entry that is not one of `trusted` (proxies in a chain each
+    /// append the address they received the request from). An entry that is not an address
+    /// ends the walk at the proxy that appended it: what is left of it was written by the
+    /// client and proves nothing.
+    pub fn client_address(&self, trusted: &[IpAddr]) -> Option<IpAddr> {
+        let mut address = self.address?.to_canonical();
+        if !trusted.contains(&address) {
+            return Some(address);
+        }
+        let entries = self
+            .forwarded_for
+            .iter()
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for entry in entries.iter().rev() {
+            match entry.parse::<IpAddr>() {
+                Ok(hop) => {
+                    address = hop.to_canonical();
+                    if !trusted.contains(&address) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Some(address)
+    }
 }
 
 /// Issues and checks signed session cookies, and turns a request into its [`Scope`]. Cheap to
@@ -180,6 +220,7 @@ pub struct Sessions {
     key: SessionKey,
     secure: bool,
     max_age: Duration,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 impl Sessions {
@@ -190,7 +231,19 @@ impl Sessions {
             key,
             secure: false,
             max_age: DEFAULT_MAX_AGE,
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// The reverse proxies in front of the server (default: none). For a request whose
+    /// connection comes from one of them, the client's address that derived sessions are made
+    /// from is taken from `X-Forwarded-For` ([`SessionRequest::client_address`]); from any
+    /// other peer the header is ignored, so a client cannot choose its address by sending one.
+    /// Without this, every cookieless browser behind the proxy has the proxy's address.
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Sessions {
+        self.trusted_proxies = proxies.into_iter().map(|p| p.to_canonical()).collect();
+        self
     }
 
     /// Whether the cookie is marked `Secure` (sent over HTTPS only; default `false`). Set it
@@ -212,7 +265,8 @@ impl Sessions {
     /// The scope of a request to an upload route (chunks, test requests, finalize, progress):
     /// the session of its cookie when the server issued it, else the session derived from the
     /// client (its address, `User-Agent`, `Accept-Language` and any invalid session cookies),
-    /// with that session's `Set-Cookie`.
+    /// with that session's `Set-Cookie`. The address is the connection's peer, or the one a
+    /// [trusted proxy](Self::trusted_proxies) forwarded.
     ///
     /// # Errors
     /// [`Error::NoSession`] when the request has no valid session cookie and no client address:
@@ -221,7 +275,7 @@ impl Sessions {
         if let Some(session) = self.valid_session(request) {
             return Ok(Scope::new(session));
         }
-        let Some(address) = request.address else {
+        let Some(address) = request.client_address(&self.trusted_proxies) else {
             tracing::warn!(
                 "a request without a session cookie came without the client's address: it is \
                  refused, since without the address every such browser would share one scope \
@@ -232,7 +286,7 @@ impl Sessions {
                 cookie: SESSION_COOKIE,
             });
         };
-        let address = match address.to_canonical() {
+        let address = match address {
             IpAddr::V4(v4) => v4.octets().to_vec(),
             IpAddr::V6(v6) => v6.octets().to_vec(),
         };
@@ -344,7 +398,75 @@ mod tests {
             user_agent: Some(Box::leak(user_agent.to_owned().into_boxed_str())),
             accept_language: Some("en-GB,en;q=0.9"),
             cookies: Vec::new(),
+            forwarded_for: Vec::new(),
         }
+    }
+
+    fn via_proxy(forwarded_for: &'static str) -> SessionRequest<'static> {
+        SessionRequest {
+            forwarded_for: vec![forwarded_for],
+            ..browser("10.0.0.1", "Mozilla/5.0")
+        }
+    }
+
+    #[test]
+    fn the_forwarded_address_counts_only_from_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = [proxy, "10.0.0.2".parse().unwrap()];
+        let address = |request: &SessionRequest<'_>, trusted: &[IpAddr]| {
+            request.client_address(trusted).map(|a| a.to_string())
+        };
+        // Not trusted: the header is the client's word and is ignored.
+        assert_eq!(address(&via_proxy("192.0.2.7"), &[]).unwrap(), "10.0.0.1");
+        // Trusted: the entry the proxy appended.
+        assert_eq!(address(&via_proxy("192.0.2.7"), &trusted).unwrap(), "192.0.2.7");
+        // A client-written prefix is skipped; a chain of trusted proxies is walked through.
+        assert_eq!(
+            address(&via_proxy("6.6.6.6, 192.0.2.7, 10.0.0.2"), &trusted).unwrap(),
+            "192.0.2.7"
+        );
+        // Several headers are one list; IPv4-mapped IPv6 is the IPv4 address.
+        let split = SessionRequest {
+            forwarded_for: vec!["6.6.6.6", " ::ffff:192.0.2.9 "],
+            ..via_proxy("")
+        };
+        assert_eq!(address(&split, &trusted).unwrap(), "192.0.2.9");
+        // Garbage ends the walk at the proxy that appended it.
+        assert_eq!(
+            address(&via_proxy("192.0.2.7, not-an-address"), &trusted).unwrap(),
+            "10.0.0.1"
+        );
+        // No header: the proxy's own address, as without the option.
+        assert_eq!(address(&browser("10.0.0.1", "x"), &trusted).unwrap(), "10.0.0.1");
+        // All entries trusted: the leftmost of them.
+        assert_eq!(address(&via_proxy("10.0.0.2"), &trusted).unwrap(), "10.0.0.2");
+    }
+
+    #[test]
+    fn browsers_behind_a_trusted_proxy_get_sessions_of_their_own() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let plain = sessions();
+        let behind = sessions().trusted_proxies([proxy]);
+        let (a, b) = (via_proxy("192.0.2.7"), via_proxy("198.51.100.4"));
+        // Without the option both browsers are the proxy: one session.
+        assert_eq!(plain.scope(&a).unwrap().value(), plain.scope(&b).unwrap().value());
+        // With it, two; and the parallel first requests of one browser still agree.
+        let first = behind.scope(&a).unwrap();
+        assert_ne!(first.value(), behind.scope(&b).unwrap().value());
+        assert_eq!(first.value(), behind.scope(&a).unwrap().value());
+        // The header of a client that is not the proxy changes nothing.
+        let direct = SessionRequest {
+            forwarded_for: vec!["198.51.100.4"],
+            ..browser("192.0.2.50", "Mozilla/5.0")
+        };
+        let direct_plain = SessionRequest {
+            forwarded_for: Vec::new(),
+            ..direct.clone()
+        };
+        assert_eq!(
+            behind.scope(&direct).unwrap().value(),
+            behind.scope(&direct_plain).unwrap().value()
+        );
     }
 
     /// The `name=value` pair of a scope's `Set-Cookie`.
