@@ -162,13 +162,14 @@ impl SessionRequest<'_> {
         if !trusted.contains(&address) {
             return Some(address);
         }
+        // Right to left: the last header first, each header's list from its end.
         let entries = self
             .forwarded_for
             .iter()
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
-        for entry in entries.iter().rev() {
+            .rev()
+            .flat_map(|value| value.rsplit(','))
+            .map(str::trim);
+        for entry in entries {
             match entry.parse::<IpAddr>() {
                 Ok(hop) => {
                     address = hop.to_canonical();

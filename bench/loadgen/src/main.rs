@@ -1121,14 +1121,11 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                 let mut cells = base_cells(name, &m, "1.00x".into());
                 cells.extend(["-".into(), "baseline".into()]);
                 rows.push(Row { cells });
-                let mut note = format!(
+                let note = format!(
                     "nginx: the PUT took {:.2} s (until nginx answered 201), then fsync of the stored file {:.2} s",
                     m.plain_write, m.plain_fsync
                 );
-                if let Some((lo, hi)) = spread {
-                    note.push_str(&format!("; runs {lo:.2}-{hi:.2} s"));
-                }
-                notes.push(note);
+                notes.push(with_spread(note, spread));
             }
             Scenario::Plain => {
                 let name = "plain POST to hyper + fsync";
@@ -1145,14 +1142,11 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                 };
                 cells.extend(["-".into(), role.into()]);
                 rows.push(Row { cells });
-                let mut note = format!(
+                let note = format!(
                     "plain: the server received and wrote the body in {:.2} s, then fsync took {:.2} s",
                     m.plain_write, m.plain_fsync
                 );
-                if let Some((lo, hi)) = spread {
-                    note.push_str(&format!("; runs {lo:.2}-{hi:.2} s"));
-                }
-                notes.push(note);
+                notes.push(with_spread(note, spread));
             }
             Scenario::Chunked => {
                 let name = "chunked-upload (ours)";
@@ -1224,10 +1218,7 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
                         m.bytes as f64 / MIB / m.seconds
                     ));
                 }
-                if let Some((lo, hi)) = spread {
-                    note.push_str(&format!("; runs {lo:.2}-{hi:.2} s"));
-                }
-                notes.push(note);
+                notes.push(with_spread(note, spread));
             }
             Scenario::Python => {
                 let name = "python flowjs 0.1.1 (peer)";
@@ -1370,7 +1361,7 @@ fn print_table(ctx: &Ctx, results: &[(Scenario, Results)]) {
 }
 
 fn flow_note(name: &str, m: &Measure, spread: Option<(f64, f64)>) -> String {
-    let mut note = format!(
+    let note = format!(
         "{name}: {} requests ({} retried), chunk request p50 {:.1} ms / max {:.1} ms; chunks stored in {:.2} s, then the final request (its chunk + assembly) {:.2} s",
         m.requests,
         m.retries,
@@ -1379,6 +1370,11 @@ fn flow_note(name: &str, m: &Measure, spread: Option<(f64, f64)>) -> String {
         m.seconds - m.final_request,
         m.final_request
     );
+    with_spread(note, spread)
+}
+
+/// `note` with the range of the runs' times, when there was more than one run.
+fn with_spread(mut note: String, spread: Option<(f64, f64)>) -> String {
     if let Some((lo, hi)) = spread {
         note.push_str(&format!("; runs {lo:.2}-{hi:.2} s"));
     }

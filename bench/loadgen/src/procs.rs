@@ -26,16 +26,7 @@ impl Server {
     /// Starts `cmd`, sends its stdout and stderr to `log`, and waits (at most `wait`) for a
     /// stdout line with `http://HOST:PORT`.
     pub fn start(mut cmd: Command, log: &Path, wait: Duration) -> io::Result<Server> {
-        let err_log = File::create(log.with_extension("stderr.log"))?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(err_log));
-        let mut child = cmd.spawn().map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot start {:?}: {e}", cmd.get_program()),
-            )
-        })?;
+        let mut child = spawn(&mut cmd, Stdio::piped(), log)?;
         let pid = child.id();
         let stdout = child.stdout.take().expect("piped stdout");
         let mut out_log = File::create(log)?;
@@ -97,16 +88,7 @@ impl Server {
         banner: &str,
         wait: Duration,
     ) -> io::Result<Server> {
-        let err_log = File::create(log.with_extension("stderr.log"))?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(File::create(log)?))
-            .stderr(Stdio::from(err_log));
-        let mut child = cmd.spawn().map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot start {:?}: {e}", cmd.get_program()),
-            )
-        })?;
+        let mut child = spawn(&mut cmd, Stdio::from(File::create(log)?), log)?;
         let pid = child.id();
         let deadline = std::time::Instant::now() + wait;
         loop {
@@ -306,4 +288,19 @@ impl Attached {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `cmd` with no stdin, `stdout` as given, and stderr to `log` with the extension
+/// `stderr.log`.
+fn spawn(cmd: &mut Command, stdout: Stdio, log: &Path) -> io::Result<Child> {
+    let err_log = File::create(log.with_extension("stderr.log"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::from(err_log));
+    cmd.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot start {:?}: {e}", cmd.get_program()),
+        )
+    })
 }
